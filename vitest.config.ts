@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+
+// The default project runs everywhere (CPU, plus the CUDA plugin's no-device path).
+// `cusim` runs the CUDA kernels under ../shared/cusim (npm run test:cusim).
+export default defineConfig({
+  test: {
+    reporters: ['default', './tests/summary-reporter.ts'],
+    pool: 'forks',
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'default', include: ['tests/**/*.test.ts'], exclude: ['tests/cusim/**', 'tests/gpu/**'] },
+      },
+      {
+        extends: true,
+        test: { name: 'cusim', include: ['tests/cusim/**/*.test.ts'] },
+      },
+      {
+        extends: true,
+        test: { name: 'gpu', include: ['tests/gpu/**/*.test.ts'] },
+      },
+    ],
+  },
+});
