@@ -1,0 +1,64 @@
+// Matrix multiply with fused epilogues: the one GEMM every layer of GPT-2 uses.
+//
+//   C[M, N] = epilogue(A[M, K] · W)     epilogue: + bias, activation, + residual
+//
+// W is a weight matrix repacked once at load time (PackedWeight) into the layout the
+// fastest kernel for this CPU wants. Kernels (AVX2, AVX-512, AVX512-BF16, AMX) are
+// picked at run time from cpu_features(); matmul_reference() is the plain version the
+// tests compare them with.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "cpu/activation.h"
+
+namespace gpt2 {
+class ThreadPool;
+}
+
+namespace gpt2::cpu {
+
+enum class WeightType { F32, BF16 };
+
+struct Epilogue {
+  const float* bias = nullptr;          // [N], added to every row
+  Activation activation = Activation::None;  // applied after the bias
+  const float* residual = nullptr;      // [M, ldr], added last; may alias C (x += ...)
+  int64_t ldr = 0;
+};
+
+class PackedWeight {
+ public:
+  // w holds the logical [K, N] matrix: row-major [K, N] (Conv1D layout, y = x·w), or,
+  // with transposed = true, row-major [N, K] (a Linear/embedding layout, y = x·wᵀ; the
+  // tied lm_head). The data is copied/converted; w may be freed afterwards.
+  static PackedWeight pack(const float* w, int64_t K, int64_t N, bool transposed, WeightType type);
+
+  PackedWeight();
+  ~PackedWeight();
+  PackedWeight(PackedWeight&&) noexcept;
+  PackedWeight& operator=(PackedWeight&&) noexcept;
+
+  int64_t K() const;
+  int64_t N() const;
+  WeightType type() const;
+  size_t bytes() const;  // memory held
+  bool empty() const { return impl_ == nullptr; }
+
+  struct Impl;
+  const Impl* impl() const { return impl_.get(); }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// C (row stride ldc) = epilogue(A (row stride lda) · W), split over the pool's threads.
+void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const PackedWeight& W, float* C, int64_t ldc,
+            const Epilogue& epilogue = {});
+
+// The plain triple loop (double accumulation), on the unpacked weight: the reference.
+void matmul_reference(const float* A, int64_t M, int64_t lda, const float* w, int64_t K, int64_t N, bool transposed,
+                      float* C, int64_t ldc, const Epilogue& epilogue = {});
+
+}  // namespace gpt2::cpu
