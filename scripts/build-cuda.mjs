@@ -12,9 +12,10 @@
 //                                            CPU, ../shared/cusim or $GPT2_CUSIM_DIR) into
 //                                            build-cusim/libgpt2_cuda.so; --sanitize adds ASan+UBSan
 //                                            (build-cusim/libgpt2_cuda-asan.so)
-// GPT2_SKIP_CUDA=1 skips the nvcc build.
+// GPT2_SKIP_CUDA=1 skips the nvcc build. GPT2_CUDA_PTXAS_VERBOSE=1 rebuilds with ptxas -v and
+// writes the build output (registers, spills, shared memory per kernel) to build-cuda/ptxas.log.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -154,14 +155,25 @@ function buildNvcc() {
   // cmake-js reads nodedir from npm's config; with cuda/package.json's binary.napi_versions it
   // uses node-api-headers and downloads nothing (TOOLCHAIN.md, pitfall 2).
   const env = { ...process.env, CUDACXX: process.env.CUDACXX ?? nvcc };
+  const ptxasVerbose = process.env.GPT2_CUDA_PTXAS_VERBOSE === '1';
+  const cmakeArgs = ['build', '-d', 'cuda', '-O', 'build-cuda', `--CDGPT2_CUDA_PTXAS_VERBOSE=${ptxasVerbose ? 'ON' : 'OFF'}`];
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [cmakeJs, 'build', '-d', 'cuda', '-O', 'build-cuda'], {
-    cwd: root,
-    env,
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
-  });
-  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  const spawnOpts = { cwd: root, env, encoding: 'utf8', maxBuffer: 64 << 20 };
+  // `cmake-js build` configures only a fresh build directory; an option change needs `configure`.
+  let out = '';
+  const cache = join(root, 'build-cuda', 'CMakeCache.txt');
+  if (existsSync(cache) && !readFileSync(cache, 'utf8').includes(`GPT2_CUDA_PTXAS_VERBOSE:BOOL=${ptxasVerbose ? 'ON' : 'OFF'}`)) {
+    const c = spawnSync(process.execPath, [cmakeJs, 'configure', ...cmakeArgs.slice(1)], spawnOpts);
+    out += `${c.stdout ?? ''}${c.stderr ?? ''}`;
+    if (c.status !== 0) fail(`CUDA plugin configure failed (${c.error?.message ?? `exit ${c.status}`})`, out);
+  }
+  const r = spawnSync(process.execPath, [cmakeJs, ...cmakeArgs], spawnOpts);
+  out += `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  if (ptxasVerbose) {
+    mkdirSync(join(root, 'build-cuda'), { recursive: true });
+    writeFileSync(join(root, 'build-cuda', 'ptxas.log'), out);
+    say('ptxas report written to build-cuda/ptxas.log');
+  }
   if (r.status !== 0) fail(`CUDA plugin build failed (${r.error?.message ?? `exit ${r.status}`})`, out);
   const so = [join(root, 'build-cuda', 'Release', PLUGIN), join(root, 'build-cuda', PLUGIN)].find((p) => existsSync(p));
   if (!so) {
