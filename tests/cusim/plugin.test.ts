@@ -1,6 +1,7 @@
 // The CUDA plugin built with cusim (CUDA on the CPU; npm run test:cusim): the loader finds
 // the emulated device through GPT2_CUDA_PLUGIN (set by vitest.config.ts), and the self-test
 // kernel's device round trip matches the host. CUDA failures become errors, not crashes.
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { info } from '../../lib/index.js';
 import { native } from '../../lib/native.js';
@@ -12,7 +13,7 @@ describe('CUDA plugin under cusim', () => {
     expect(c.reason).toBeNull();
     expect(c.available).toBe(true);
     expect(c.pluginPath).toMatch(/libgpt2_cuda\.so$/);
-    expect(c.pluginPath).toBe(process.env.GPT2_CUDA_PLUGIN);
+    expect(c.pluginPath).toBe(resolve(process.env.GPT2_CUDA_PLUGIN!));
     expect(c.runtimeVersion).toBeGreaterThan(0);
     expect(c.devices).toHaveLength(1);
     const d = c.devices[0];
