@@ -1,4 +1,4 @@
 // gpt2-node public API. See docs/ARCHITECTURE.md and README.md.
 export { ErrorCode } from './errors.js';
 export { info } from './info.js';
-export type { SystemInfo } from './info.js';
+export type { CpuInfo, CudaDevice, CudaInfo, SystemInfo } from './info.js';
