@@ -5,6 +5,18 @@
 
 namespace gpt2 {
 
+namespace {
+inline uint32_t ticket_generation(uint64_t t) { return static_cast<uint32_t>(t >> 32); }
+inline uint64_t ticket_index(uint64_t t) { return t & 0xFFFFFFFFull; }
+// Set while a thread runs a region's tasks: a nested run() from inside a task runs
+// serially on that thread instead of deadlocking on region_mutex_.
+thread_local bool in_region = false;
+struct RegionScope {
+  RegionScope() { in_region = true; }
+  ~RegionScope() { in_region = false; }
+};
+}  // namespace
+
 ThreadPool::ThreadPool(int threads) {
   threads = std::max(1, threads);
   for (int i = 1; i < threads; i++) workers_.emplace_back([this, i] { worker_loop(i); });
@@ -12,9 +24,8 @@ ThreadPool::ThreadPool(int threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-    generation_.fetch_add(1);
+    std::lock_guard<std::mutex> lock(sleep_mutex_);
+    stop_.store(true);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -32,45 +43,60 @@ ThreadPool& ThreadPool::shared(int threads) {
   return *pool;
 }
 
-void ThreadPool::work(int thread_id) {
+// Claims the next task of the current region. ticket holds the last ticket seen and is
+// updated; false when the region has no unclaimed task left (or is closed).
+bool ThreadPool::claim(uint64_t& ticket, int64_t& index, const Task*& task) {
   for (;;) {
-    const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= n_) break;
-    try {
-      (*task_)(i, thread_id);
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mutex_);
-      if (!error_) error_ = std::current_exception();
-      next_.store(n_, std::memory_order_relaxed);  // stop handing out work
+    if (ticket_index(ticket) == kClosed) return false;
+    const int64_t n = n_.load(std::memory_order_acquire);
+    task = task_.load(std::memory_order_acquire);
+    if (static_cast<int64_t>(ticket_index(ticket)) >= n) return false;
+    // Succeeds only if no new region was published since ticket was read, so n and
+    // task above belong to this ticket's region.
+    if (ticket_.compare_exchange_weak(ticket, ticket + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      index = static_cast<int64_t>(ticket_index(ticket));
+      return true;
     }
   }
 }
 
+void ThreadPool::finish_task() { done_.fetch_add(1, std::memory_order_acq_rel); }
+
 void ThreadPool::worker_loop(int thread_id) {
-  uint64_t seen = 0;
+  uint32_t seen_generation = 0;
   for (;;) {
+    uint64_t ticket = ticket_.load(std::memory_order_acquire);
     // Spin a little: regions come back to back during a forward pass.
-    uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; gen == seen && spin < 20000; spin++) {
+    for (int spin = 0; spin < 4000 && (ticket_generation(ticket) == seen_generation ||
+                                       ticket_index(ticket) == kClosed); spin++) {
       _mm_pause();
-      gen = generation_.load(std::memory_order_acquire);
+      ticket = ticket_.load(std::memory_order_acquire);
     }
-    bool participate;
-    {
-      // Read the generation and its parameters together, so a worker that lagged
-      // behind never joins a region twice.
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (gen == seen) wake_.wait(lock, [&] { return generation_.load() != seen; });
-      seen = generation_.load();
-      if (stop_) return;
-      participate = thread_id < active_threads_ && pending_.load() > 0 && task_ != nullptr;
+    if (ticket_generation(ticket) == seen_generation || ticket_index(ticket) == kClosed) {
+      std::unique_lock<std::mutex> lock(sleep_mutex_);
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      wake_.wait(lock, [&] {
+        ticket = ticket_.load(std::memory_order_seq_cst);
+        return stop_.load() || (ticket_generation(ticket) != seen_generation && ticket_index(ticket) != kClosed);
+      });
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      if (stop_.load()) return;
     }
-    if (participate) {
-      work(thread_id);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_one();
+    seen_generation = ticket_generation(ticket);
+    RegionScope scope;
+    int64_t index;
+    const Task* task;
+    while (claim(ticket, index, task)) {
+      if (!failed_.load(std::memory_order_relaxed)) {
+        try {
+          (*task)(index, thread_id);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(error_mutex_);
+          if (!error_) error_ = std::current_exception();
+          failed_.store(true);
+        }
       }
+      finish_task();
     }
   }
 }
@@ -79,32 +105,53 @@ void ThreadPool::run(int64_t n, const Task& task, int max_threads) {
   if (n <= 0) return;
   int threads = size();
   if (max_threads > 0) threads = std::min(threads, max_threads);
-  threads = static_cast<int>(std::min<int64_t>(threads, n));
-  if (threads == 1) {
+  if (threads == 1 || n == 1 || in_region) {
     for (int64_t i = 0; i < n; i++) task(i, 0);
     return;
   }
+  if (n >= static_cast<int64_t>(kClosed)) {
+    // Keep ticket indices in 32 bits: run in slices.
+    for (int64_t base = 0; base < n; base += kClosed - 1) {
+      const int64_t count = std::min<int64_t>(kClosed - 1, n - base);
+      run(count, [&](int64_t i, int t) { task(base + i, t); }, max_threads);
+    }
+    return;
+  }
   std::lock_guard<std::mutex> region(region_mutex_);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    task_ = &task;
-    n_ = n;
-    active_threads_ = threads;
-    error_ = nullptr;
-    next_.store(0, std::memory_order_relaxed);
-    pending_.store(threads - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+  RegionScope scope;
+  const uint32_t generation = ticket_generation(ticket_.load()) + 1;
+  // Close first, so no worker can pair the old ticket with the new n/task.
+  ticket_.store((uint64_t(generation) << 32) | kClosed, std::memory_order_seq_cst);
+  n_.store(n, std::memory_order_release);
+  task_.store(&task, std::memory_order_release);
+  done_.store(0, std::memory_order_release);
+  failed_.store(false);
+  error_ = nullptr;
+  ticket_.store(uint64_t(generation) << 32, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    std::lock_guard<std::mutex> lock(sleep_mutex_);
+    wake_.notify_all();
   }
-  wake_.notify_all();
-  work(0);
-  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0 && spin < 200000; spin++) _mm_pause();
-  if (pending_.load(std::memory_order_acquire) != 0) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return pending_.load() == 0; });
+
+  uint64_t ticket = ticket_.load(std::memory_order_acquire);
+  int64_t index;
+  const Task* claimed;
+  while (claim(ticket, index, claimed)) {
+    if (!failed_.load(std::memory_order_relaxed)) {
+      try {
+        task(index, 0);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true);
+      }
+    }
+    finish_task();
   }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    task_ = nullptr;
+  // Wait only for tasks other threads claimed and are still running.
+  for (int spin = 0; done_.load(std::memory_order_acquire) < n; spin++) {
+    if (spin < 100000) _mm_pause();
+    else std::this_thread::yield();
   }
   if (error_) std::rethrow_exception(error_);
 }

@@ -41,21 +41,26 @@ class ThreadPool {
   static int default_threads();
 
  private:
+  // A region's tasks are claimed from ticket_ = (generation << 32) | next index. A
+  // worker reads n_/task_ after the ticket and claims with a CAS on the same ticket,
+  // so a worker that wakes late can never claim a task of a later region. The caller
+  // waits only for tasks that were claimed, never for a worker that was not scheduled.
+  static constexpr uint64_t kClosed = 0xFFFFFFFFull;
+  bool claim(uint64_t& ticket, int64_t& index, const Task*& task);
+  void finish_task();
   void worker_loop(int thread_id);
-  void work(int thread_id);
 
   std::vector<std::thread> workers_;
   std::mutex region_mutex_;  // one region at a time
-  std::mutex mutex_;
+  std::mutex sleep_mutex_;
   std::condition_variable wake_;
-  std::condition_variable done_;
-  const Task* task_ = nullptr;
-  int64_t n_ = 0;
-  int active_threads_ = 0;
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<uint64_t> generation_{0};
-  bool stop_ = false;
+  std::atomic<uint64_t> ticket_{kClosed};
+  std::atomic<int64_t> n_{0};
+  std::atomic<const Task*> task_{nullptr};
+  std::atomic<int64_t> done_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> failed_{false};
   std::exception_ptr error_;
   std::mutex error_mutex_;
 };
