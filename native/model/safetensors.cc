@@ -165,6 +165,7 @@ void SafetensorsFile::parse() {
   const JsonValue root = parse_json(header, header_source);
   if (!root.is_object()) throw_format_error(file + ": header is not a JSON object");
 
+  data_offset_ = 8 + header_len;
   const uint8_t* data = bytes_ + 8 + header_len;
   const uint64_t data_size = size_ - 8 - header_len;
   bool seen_metadata = false;
