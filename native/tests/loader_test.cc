@@ -480,6 +480,10 @@ TEST(synthetic_layouts_agree) {
   CHECK(old->names().size() == bare->names().size());
   auto sharded = Checkpoint::open(tmp.path + "/sharded");
   CHECK(sharded->files().size() == 3);
+  // Both layouts in one folder: model.safetensors wins, as in transformers.
+  write_file(tmp.path + "/sharded/model.safetensors", read_file(tmp.path + "/bare/model.safetensors"));
+  auto both = Checkpoint::open(tmp.path + "/sharded");
+  CHECK(both->files().size() == 1 && both->tensor("wte.weight", {10, 4}).name == "wte.weight");
 }
 
 TEST(untied_lm_head) {
