@@ -45,7 +45,7 @@ std::string quoted(std::string_view s) {
 
 // Reads a whole (small) text file, refusing more than max_bytes.
 std::string read_text_file(const std::string& path, size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_io_error(path + ": cannot open: " + std::strerror(errno));
   struct FdCloser {
     int fd;

@@ -83,7 +83,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted under the file's name must not block open(); it is
+  // rejected below as not a regular file (the flag does nothing for regular files).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) io_error(path, "cannot open");
   struct FdCloser {
     int fd;

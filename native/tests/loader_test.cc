@@ -304,6 +304,14 @@ TEST(safetensors_file_on_disk_and_io_errors) {
   expect_error([&] { SafetensorsFile::open(tmp.path); }, kIO, {"not a regular file"});
   write_file(path, "");
   expect_error([&] { SafetensorsFile::open(path); }, kFormat, {"x.safetensors: file is 0 bytes, too small"});
+  // A FIFO must not hang open().
+  const std::string fifo = tmp.path + "/fifo.safetensors";
+  CHECK(::mkfifo(fifo.c_str(), 0600) == 0);
+  expect_error([&] { SafetensorsFile::open(fifo); }, kIO, {"fifo.safetensors: not a regular file"});
+  const std::string dir = tmp.sub("fifo_model");
+  write_file(dir + "/model.safetensors", read_file(fixtures() + "/models/tiny_fp16/model.safetensors"));
+  CHECK(::mkfifo((dir + "/config.json").c_str(), 0600) == 0);
+  expect_error([&] { Checkpoint::open(dir); }, kIO, {"config.json: not a regular file"});
 }
 
 TEST(safetensors_malformed_headers) {
