@@ -2,3 +2,5 @@
 export { ErrorCode } from './errors.js';
 export { info } from './info.js';
 export type { SystemInfo } from './info.js';
+export { Tokenizer } from './tokenizer.js';
+export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
