@@ -5,3 +5,5 @@ export type { SystemInfo } from './info.js';
 export { Model } from './model.js';
 export type { GPT2Config, LoadOptions, RandomOptions, ForwardOptions, ForwardResult, LogitsMode, Device, DType } from './model.js';
 export { Sequence } from './sequence.js';
+export { Tokenizer } from './tokenizer.js';
+export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
