@@ -6,6 +6,7 @@ import { ErrorCode, withCode } from './errors.js';
 import { native } from './native.js';
 import { checkOptions, oneOf, describe, toTokenIds } from './options.js';
 import { Sequence, type NativeSequence } from './sequence.js';
+import { Tokenizer } from './tokenizer.js';
 
 /** GPT-2 hyper-parameters, with Hugging Face's field names (config.json). */
 export interface GPT2Config {
@@ -76,6 +77,7 @@ interface ModelBinding {
 }
 const binding = native as unknown as ModelBinding;
 
+const GPT2_VOCAB_SIZE = 50257;
 const LOAD_KEYS = ['device', 'dtype', 'threads', 'kvCacheTokens'] as const;
 const PRESETS = ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2'] as const;
 
@@ -109,10 +111,12 @@ export class Model {
   #native: NativeModel;
   #config: GPT2Config;
   #info: ReturnType<NativeModel['info']>;
+  #tokenizer: Tokenizer | undefined;
   #disposed = false;
 
-  private constructor(nativeModel: NativeModel) {
+  private constructor(nativeModel: NativeModel, tokenizer: Tokenizer | undefined) {
     this.#native = nativeModel;
+    this.#tokenizer = tokenizer;
     this.#config = Object.freeze(JSON.parse(nativeModel.config()) as GPT2Config);
     this.#info = nativeModel.info();
   }
@@ -123,7 +127,15 @@ export class Model {
       throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dir)})`), ErrorCode.InvalidArg);
     }
     const o = checkLoadOptions(checkOptions(opts, LOAD_KEYS, 'Model.load'), 'Model.load');
-    return new Model(await binding.modelLoad(dir, o));
+    const nativeModel = await binding.modelLoad(dir, o);
+    try {
+      const vocab = (JSON.parse(nativeModel.config()) as GPT2Config).vocab_size;
+      // A folder without tokenizer files gets the bundled GPT-2 tokenizer when the vocabulary is GPT-2's.
+      return new Model(nativeModel, await Tokenizer.fromModelDir(dir, vocab === GPT2_VOCAB_SIZE));
+    } catch (err) {
+      nativeModel.dispose();
+      throw err;
+    }
   }
 
   /**
@@ -137,16 +149,31 @@ export class Model {
     if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
       throw withCode(new TypeError(`Model.random: seed must be a non-negative integer (got ${describe(seed)})`), ErrorCode.InvalidArg);
     }
-    if (typeof config === 'string') return new Model(await binding.modelRandom(config, false, seed, o));
+    const withTokenizer = (m: NativeModel) =>
+      new Model(m, (JSON.parse(m.config()) as GPT2Config).vocab_size === GPT2_VOCAB_SIZE ? Tokenizer.gpt2() : undefined);
+    if (typeof config === 'string') return withTokenizer(await binding.modelRandom(config, false, seed, o));
     if (config === null || typeof config !== 'object' || Array.isArray(config)) {
       throw withCode(new TypeError(`Model.random: config must be a preset name (${PRESETS.join(', ')}) or an object`), ErrorCode.InvalidArg);
     }
-    return new Model(await binding.modelRandom(JSON.stringify(config), true, seed, o));
+    return withTokenizer(await binding.modelRandom(JSON.stringify(config), true, seed, o));
   }
 
   /** The model's hyper-parameters (Hugging Face field names). */
   get config(): GPT2Config {
     return this.#config;
+  }
+  /**
+   * The model's tokenizer: the folder's vocab.json + merges.txt (or tokenizer.json), else
+   * the bundled GPT-2 one when vocab_size is 50257. Throws when there is neither.
+   */
+  get tokenizer(): Tokenizer {
+    if (!this.#tokenizer) {
+      throw withCode(
+        new Error(`Model.tokenizer: this model has no tokenizer files and its vocab_size (${this.#config.vocab_size}) is not GPT-2's`),
+        ErrorCode.InvalidArg,
+      );
+    }
+    return this.#tokenizer;
   }
   /** The backend in use: 'cpu' or 'cuda:N'. */
   get device(): string {

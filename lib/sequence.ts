@@ -58,7 +58,7 @@ export class Sequence {
       }
       this.#pending++;
       this.#pendingTokens += t.length;
-      const run = this.#tail.then(async () => {
+      const start = async () => {
         try {
           this.#check('Sequence.append');
           const logits = await this.#native.append(t, MODES[mode]);
@@ -68,7 +68,11 @@ export class Sequence {
           this.#pending--;
           this.#pendingTokens -= t.length;
         }
-      });
+      };
+      // Start at once when idle (so a dispose() right after still lets it finish);
+      // otherwise after the previous append. Queued appends not yet started when the
+      // model or sequence is disposed reject with ERR_GPT2_DISPOSED.
+      const run = this.#pending === 1 ? start() : this.#tail.then(start);
       this.#tail = run.catch(() => undefined);
       return run;
     } catch (err) {

@@ -189,10 +189,14 @@ std::unique_ptr<Backend> make_backend(const LoadArgs& a, ModelState& s) {
 
 model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
   model::ModelOptions o;
+  // bfloat16: GEMM weights stored as bf16 (AMX / AVX512-BF16 where present, else widened
+  // to f32 inside the kernel); embeddings, norms, biases and all activations stay f32.
   if (a.dtype == "float32")
     o.weights = WeightFormat::F32;
-  else if (a.dtype == "bfloat16" || a.dtype == "float16")
-    throw_type_error("dtype '" + a.dtype + "' is not supported by the CPU backend yet (use 'float32')");
+  else if (a.dtype == "bfloat16")
+    o.weights = WeightFormat::BF16;
+  else if (a.dtype == "float16")
+    throw_type_error("dtype 'float16' is not supported by the CPU backend (use 'float32' or 'bfloat16')");
   else
     throw_type_error("dtype must be 'float32', 'bfloat16' or 'float16' (got '" + a.dtype + "')");
   s.dtype = a.dtype;
@@ -256,6 +260,15 @@ Napi::Value ModelRandom(const Napi::CallbackInfo& info) {
   });
 }
 
+// engineStats() -> { liveModels, liveBytes }: process-wide (all environments).
+Napi::Value EngineStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("liveModels", double(GPT2Model::live_models()));
+  o.Set("liveBytes", double(GPT2Model::live_bytes()));
+  return o;
+}
+
 }  // namespace
 
 std::vector<int32_t> ids_from_js(const Napi::Value& v, const std::string& what) {
@@ -283,6 +296,7 @@ void InitModel(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ctor);
   exports.Set("modelLoad", Napi::Function::New(env, ModelLoad, "modelLoad"));
   exports.Set("modelRandom", Napi::Function::New(env, ModelRandom, "modelRandom"));
+  exports.Set("engineStats", Napi::Function::New(env, EngineStats, "engineStats"));
   InitSequence(env, exports);
 }
 

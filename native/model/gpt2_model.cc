@@ -1,6 +1,7 @@
 #include "model/gpt2_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -25,6 +26,14 @@ struct GPT2Model::Layer {
   BackendWeight* mlp_proj = nullptr;  // [I, E]
   float* mlp_proj_bias = nullptr;
 };
+
+namespace {
+std::atomic<int64_t> g_live_models{0};
+std::atomic<int64_t> g_live_bytes{0};
+}  // namespace
+
+int64_t GPT2Model::live_models() { return g_live_models.load(); }
+int64_t GPT2Model::live_bytes() { return g_live_bytes.load(); }
 
 int64_t default_kv_cache_tokens(const GPT2Config& config) { return 4 * config.n_positions; }
 
@@ -173,6 +182,9 @@ GPT2Model::GPT2Model(const GPT2Config& config, std::unique_ptr<Backend> backend,
     const int64_t tokens = options.kv_cache_tokens > 0 ? options.kv_cache_tokens : default_kv_cache_tokens(config);
     kv.num_blocks = static_cast<int32_t>(std::min<int64_t>((tokens + kv.block_size - 1) / kv.block_size, INT32_MAX / 256));
     kv_ = std::make_unique<KvCache>(*backend_, kv);
+    counted_bytes_ = static_cast<int64_t>(weight_bytes_ + kv_->bytes());
+    g_live_models++;
+    g_live_bytes += counted_bytes_;
   } catch (...) {
     free_all();
     throw;
@@ -193,7 +205,11 @@ void GPT2Model::free_all() {
   scratch_.clear();
 }
 
-GPT2Model::~GPT2Model() { free_all(); }
+GPT2Model::~GPT2Model() {
+  free_all();
+  g_live_models--;
+  g_live_bytes -= counted_bytes_;
+}
 
 float* GPT2Model::scratch(size_t slot, size_t floats) {
   if (scratch_.size() <= slot) scratch_.resize(slot + 1, {nullptr, 0});

@@ -77,6 +77,11 @@ class GPT2Model {
   static std::unique_ptr<GPT2Model> load(const std::string& dir, std::unique_ptr<Backend> backend,
                                          const ModelOptions& options);
 
+  // Models alive in this process and the bytes they hold (weights + KV cache): for
+  // diagnostics and the tests that check dispose() and garbage collection free memory.
+  static int64_t live_models();
+  static int64_t live_bytes();
+
   const GPT2Config& config() const { return config_; }
   Backend& backend() { return *backend_; }
   KvCache& kv_cache() { return *kv_; }
@@ -109,6 +114,7 @@ class GPT2Model {
   std::vector<void*> buffers_;  // every alloc() above, freed in the destructor
   size_t weight_bytes_ = 0;
   std::unique_ptr<KvCache> kv_;
+  int64_t counted_bytes_ = 0;
 
   std::mutex forward_mutex_;
   std::vector<std::pair<float*, size_t>> scratch_;  // grow-only work buffers
