@@ -146,17 +146,18 @@ struct Tokenizer::Builder {
   };
   std::vector<Merge> merges;
 
-  void add_token(const std::string& text, const std::string& bytes, int64_t id, const std::string& where) {
+  template <class Where>  // Where: () -> std::string, called only on error
+  void add_token(const std::string& text, const std::string& bytes, int64_t id, const Where& where) {
     if (id < 0 || id > kMaxTokenId)
-      throw_format_error(where + ": token id " + std::to_string(id) + " is out of range [0, " +
+      throw_format_error(where() + ": token id " + std::to_string(id) + " is out of range [0, " +
                          std::to_string(kMaxTokenId) + "]");
     if (static_cast<size_t>(id) >= bytes_of.size()) {
       bytes_of.resize(id + 1);
       present.resize(id + 1, 0);
     }
-    if (present[id]) throw_format_error(where + ": duplicate token id " + std::to_string(id));
+    if (present[id]) throw_format_error(where() + ": duplicate token id " + std::to_string(id));
     if (!id_of_text.emplace(text, static_cast<uint32_t>(id)).second)
-      throw_format_error(where + ": duplicate token \"" + text + "\"");
+      throw_format_error(where() + ": duplicate token \"" + text + "\"");
     present[id] = 1;
     bytes_of[id] = bytes;
   }
@@ -169,26 +170,28 @@ struct Tokenizer::Builder {
       throw_format_error(name + ": the vocabulary must be a JSON object (token -> id) at " + json_position(src, vocab.offset));
     std::string bytes;
     for (const auto& [text, value] : vocab.members) {
-      std::string where = name + ": token \"" + text + "\" at " + json_position(src, value.offset);
+      // The position is only computed for an error: json_position scans the text.
+      auto where = [&] { return name + ": token \"" + text + "\" at " + json_position(src, value.offset); };
       if (!value.is_number() || !value.is_integer)
-        throw_format_error(where + ": the id must be an integer");
+        throw_format_error(where() + ": the id must be an integer");
       if (!byte_level_decode(text, bytes)) {
         if (!added.count(text))
-          throw_format_error(where + ": the token has a character outside GPT-2's byte-level alphabet");
+          throw_format_error(where() + ": the token has a character outside GPT-2's byte-level alphabet");
         bytes = text;
       }
       add_token(text, bytes, value.integer, where);
     }
   }
 
-  void add_merge(const std::string& a, const std::string& b, const std::string& where) {
+  template <class Where>  // Where: () -> std::string, called only on error
+  void add_merge(const std::string& a, const std::string& b, const Where& where) {
     auto ia = id_of_text.find(a);
-    if (ia == id_of_text.end()) throw_format_error(where + ": unknown token \"" + a + "\" in merge");
+    if (ia == id_of_text.end()) throw_format_error(where() + ": unknown token \"" + a + "\" in merge");
     auto ib = id_of_text.find(b);
-    if (ib == id_of_text.end()) throw_format_error(where + ": unknown token \"" + b + "\" in merge");
+    if (ib == id_of_text.end()) throw_format_error(where() + ": unknown token \"" + b + "\" in merge");
     auto im = id_of_text.find(a + b);
     if (im == id_of_text.end())
-      throw_format_error(where + ": the merged token \"" + a + b + "\" is not in the vocabulary");
+      throw_format_error(where() + ": the merged token \"" + a + b + "\" is not in the vocabulary");
     merges.push_back({ia->second, ib->second, im->second});
   }
 
@@ -209,12 +212,12 @@ struct Tokenizer::Builder {
         saw_blank = true;
         continue;
       }
-      std::string where = name + ": line " + std::to_string(line_no);
+      auto where = [&] { return name + ": line " + std::to_string(line_no); };
       if (saw_blank) throw_format_error(name + ": line " + std::to_string(blank_line) + ": empty line between merges");
       size_t sp = line.find(' ');
       if (sp == std::string_view::npos || sp == 0 || sp + 1 == line.size() ||
           line.find(' ', sp + 1) != std::string_view::npos)
-        throw_format_error(where + ": expected two tokens separated by one space, got \"" + std::string(line) + "\"");
+        throw_format_error(where() + ": expected two tokens separated by one space, got \"" + std::string(line) + "\"");
       add_merge(std::string(line.substr(0, sp)), std::string(line.substr(sp + 1)), where);
     }
   }
@@ -355,17 +358,17 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_tokenizer_json_text(std::string
   b.load_vocab(*vocab, src, name, added);
   for (size_t i = 0; i < merges->items.size(); i++) {
     const JsonValue& m = merges->items[i];
-    std::string where = name + ": model.merges[" + std::to_string(i) + "] at " + at(m);
+    auto where = [&] { return name + ": model.merges[" + std::to_string(i) + "] at " + at(m); };
     if (m.is_string()) {
       const std::string& s = m.string;
       size_t sp = s.find(' ');
       if (sp == std::string::npos || sp == 0 || sp + 1 == s.size() || s.find(' ', sp + 1) != std::string::npos)
-        throw_format_error(where + ": expected \"a b\", got \"" + s + "\"");
+        throw_format_error(where() + ": expected \"a b\", got \"" + s + "\"");
       b.add_merge(s.substr(0, sp), s.substr(sp + 1), where);
     } else if (m.is_array() && m.items.size() == 2 && m.items[0].is_string() && m.items[1].is_string()) {
       b.add_merge(m.items[0].string, m.items[1].string, where);
     } else {
-      throw_format_error(where + ": a merge must be \"a b\" or [\"a\", \"b\"]");
+      throw_format_error(where() + ": a merge must be \"a b\" or [\"a\", \"b\"]");
     }
   }
   std::vector<Special> specials;
@@ -377,7 +380,7 @@ std::shared_ptr<const Tokenizer> Tokenizer::from_tokenizer_json_text(std::string
         throw_format_error(name + ": added token \"" + content + "\" has id " + std::to_string(id) +
                            " but the vocabulary gives it " + std::to_string(it->second) + " at " + at(*tok));
     } else {
-      b.add_token(content, content, id, name + ": added token \"" + content + "\" at " + at(*tok));
+      b.add_token(content, content, id, [&] { return name + ": added token \"" + content + "\" at " + at(*tok); });
     }
     specials.push_back({content, static_cast<uint32_t>(id)});
   }
