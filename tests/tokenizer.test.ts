@@ -193,6 +193,20 @@ describe('loading', () => {
     expect(t.decode([87, 50257])).toBe('x<|pad here|>');
   });
 
+  it('keeps the word caches of different tokenizers apart', async () => {
+    // Only the first 1000 merges: every merged id is below 256 + 1000 in GPT-2's order.
+    const merges = mergesText.split('\n').slice(1, 1001);
+    const small = await Tokenizer.fromPretrained(tempDir({ 'vocab.json': vocabText, 'merges.txt': merges.join('\n') + '\n' }));
+    const words = ' internationalization counterrevolutionary Xylophones_1234 '.repeat(3);
+    const big = tok.encode(words);
+    const fromSmall = small.encode(words);
+    expect(fromSmall.length).toBeGreaterThan(big.length);
+    expect(Math.max(...fromSmall)).toBeLessThan(1256);
+    expect(small.decode(fromSmall)).toBe(words);
+    expect(Array.from(tok.encode(words))).toEqual(Array.from(big));
+    expect(Array.from(small.encode(words))).toEqual(Array.from(fromSmall));
+  });
+
   async function loadError(files: Record<string, string>): Promise<Error & { code?: string }> {
     try {
       await Tokenizer.fromPretrained(tempDir(files));

@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -68,6 +69,21 @@ inline uint64_t hash_bytes(const uint8_t* p, size_t n) {
   return h;
 }
 
+// First 8 bytes of a token or piece, zero padded.
+inline uint64_t load_prefix(const uint8_t* p, size_t n) {
+  uint64_t v = 0;
+  if (n >= 8) {
+    std::memcpy(&v, p, 8);
+  } else {
+    for (size_t i = 0; i < n; i++) v |= uint64_t(p[i]) << (8 * i);
+  }
+  return v;
+}
+
+inline uint32_t whole_tag(uint64_t hash, size_t n) {
+  return (static_cast<uint32_t>(hash >> 40) << 8) | static_cast<uint32_t>(n < 255 ? n : 255);
+}
+
 uint64_t table_size_for(size_t n) {
   uint64_t size = 16;
   while (size < n * 2 + 1) size <<= 1;
@@ -115,22 +131,36 @@ constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;  // 16M tokens: far beyo
 }  // namespace
 
 // ---------------------------------------------------------------------------------
-// Word cache.
+// Word cache: pieces that need real BPE work (not a single vocabulary token), with
+// their ids. One direct-mapped table per thread, so lookups take no lock and threads
+// never contend; entries are tagged with the tokenizer's unique instance id, so a
+// thread switching tokenizers (or a new tokenizer at a freed address) never sees
+// another's results.
 
-struct Tokenizer::CacheShard {
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const {
-      return hash_bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-    }
-  };
-  std::mutex mutex;
-  std::unordered_map<std::string, std::vector<uint32_t>, Hash, std::equal_to<>> map;
+namespace {
+
+std::atomic<uint64_t> next_instance_id{1};
+
+struct CacheEntry {
+  uint64_t instance;  // 0 = empty
+  uint64_t hash;
+  uint8_t key_len;
+  uint8_t n_ids;
+  char key[46];
+  uint32_t ids[16];
 };
-static constexpr size_t kCacheMaxPiece = 128;       // longer pieces are not cached
-static constexpr size_t kCacheShardEntries = 8192;  // a full shard is cleared
+constexpr size_t kCacheEntries = 8192;  // 1 MB per thread
+constexpr size_t kCacheMaxKey = sizeof(CacheEntry::key);
+constexpr size_t kCacheMaxIds = sizeof(CacheEntry::ids) / sizeof(uint32_t);
 
-Tokenizer::Tokenizer() : cache_(new CacheShard[kCacheShards]) {}
+CacheEntry* thread_cache() {
+  thread_local std::unique_ptr<CacheEntry[]> cache(new CacheEntry[kCacheEntries]());
+  return cache.get();
+}
+
+}  // namespace
+
+Tokenizer::Tokenizer() : instance_id_(next_instance_id.fetch_add(1)) {}
 Tokenizer::~Tokenizer() = default;
 
 // ---------------------------------------------------------------------------------
@@ -277,7 +307,7 @@ struct Tokenizer::Builder {
     std::vector<uint8_t> is_special(k.vocab_size_, 0);
     for (const auto& s : k.specials_) is_special[s.id] = 1;
     uint64_t wsize = table_size_for(k.vocab_size_);
-    k.whole_slots_.assign(wsize, 0);
+    k.whole_slots_.assign(wsize, WholeSlot{0, 0, 0});
     k.whole_mask_ = wsize - 1;
     std::vector<uint32_t> ids;
     for (uint32_t id = 0; id < k.vocab_size_; id++) {
@@ -288,9 +318,10 @@ struct Tokenizer::Builder {
       ids.clear();
       k.bpe_uncached(p, bytes.size(), ids);
       if (ids.size() != 1 || ids[0] != id) continue;
-      uint64_t i = hash_bytes(p, bytes.size()) & k.whole_mask_;
-      while (k.whole_slots_[i] != 0) i = (i + 1) & k.whole_mask_;
-      k.whole_slots_[i] = id + 1;
+      uint64_t h = hash_bytes(p, bytes.size());
+      uint64_t i = h & k.whole_mask_;
+      while (k.whole_slots_[i].id_plus_one != 0) i = (i + 1) & k.whole_mask_;
+      k.whole_slots_[i] = WholeSlot{load_prefix(p, bytes.size()), id + 1, whole_tag(h, bytes.size())};
     }
 
     auto eos = std::find_if(k.specials_.begin(), k.specials_.end(),
@@ -436,14 +467,19 @@ inline const Tokenizer::MergeSlot* Tokenizer::find_merge(uint32_t a, uint32_t b)
   }
 }
 
-inline int64_t Tokenizer::find_whole(const uint8_t* p, size_t n) const {
-  uint64_t i = hash_bytes(p, n) & whole_mask_;
+inline int64_t Tokenizer::find_whole(const uint8_t* p, size_t n, uint64_t hash) const {
+  uint64_t i = hash & whole_mask_;
+  const uint32_t tag = whole_tag(hash, n);
+  const uint64_t prefix = load_prefix(p, n);
   for (;;) {
-    uint32_t slot = whole_slots_[i];
-    if (slot == 0) return -1;
-    uint32_t id = slot - 1;
-    uint32_t off = token_offset_[id];
-    if (token_offset_[id + 1] - off == n && std::memcmp(token_arena_.data() + off, p, n) == 0) return id;
+    const WholeSlot& slot = whole_slots_[i];
+    if (slot.id_plus_one == 0) return -1;
+    if (slot.tag_len == tag && slot.prefix == prefix) {
+      uint32_t id = slot.id_plus_one - 1;
+      if (n <= 8) return id;  // same length, same bytes
+      uint32_t off = token_offset_[id];
+      if (token_offset_[id + 1] - off == n && std::memcmp(token_arena_.data() + off + 8, p + 8, n - 8) == 0) return id;
+    }
     i = (i + 1) & whole_mask_;
   }
 }
@@ -546,31 +582,32 @@ void Tokenizer::encode_piece(const uint8_t* p, size_t n, std::vector<uint32_t>& 
     out.push_back(byte_token_[p[0]]);
     return;
   }
-  int64_t whole = find_whole(p, n);
+  uint64_t hash = hash_bytes(p, n);
+  int64_t whole = find_whole(p, n, hash);
   if (whole >= 0) {
     out.push_back(static_cast<uint32_t>(whole));
     return;
   }
-  if (n > kCacheMaxPiece) {
+  if (n > kCacheMaxKey) {
     bpe_uncached(p, n, out);
     return;
   }
-  std::string_view key(reinterpret_cast<const char*>(p), n);
-  CacheShard& shard = cache_[hash_bytes(p, n) % kCacheShards];
-  {
-    std::lock_guard<std::mutex> lock(shard.mutex);
-    auto it = shard.map.find(key);
-    if (it != shard.map.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
+  CacheEntry& e = thread_cache()[(hash >> 24) & (kCacheEntries - 1)];
+  if (e.instance == instance_id_ && e.hash == hash && e.key_len == n && std::memcmp(e.key, p, n) == 0) {
+    out.insert(out.end(), e.ids, e.ids + e.n_ids);
+    return;
   }
   size_t before = out.size();
   bpe_uncached(p, n, out);
-  std::vector<uint32_t> ids(out.begin() + before, out.end());
-  std::lock_guard<std::mutex> lock(shard.mutex);
-  if (shard.map.size() >= kCacheShardEntries) shard.map.clear();
-  shard.map.emplace(std::string(key), std::move(ids));
+  size_t produced = out.size() - before;
+  if (produced <= kCacheMaxIds) {
+    e.instance = instance_id_;
+    e.hash = hash;
+    e.key_len = static_cast<uint8_t>(n);
+    e.n_ids = static_cast<uint8_t>(produced);
+    std::memcpy(e.key, p, n);
+    std::memcpy(e.ids, out.data() + before, produced * sizeof(uint32_t));
+  }
 }
 
 void Tokenizer::encode_ordinary(std::string_view utf8, std::vector<uint32_t>& out) const {
