@@ -34,7 +34,7 @@ function folder(opts: { config?: (c: any) => any; configText?: string; header?: 
   const config = JSON.parse(readFileSync(join(base, 'config.json'), 'utf8'));
   writeFileSync(join(dir, 'config.json'), opts.configText ?? JSON.stringify(opts.config ? opts.config(config) : config));
   if (opts.weights === false) return dir;
-  let file = readFileSync(join(base, 'model.safetensors'));
+  let file: Buffer = readFileSync(join(base, 'model.safetensors'));
   if (opts.header) {
     const { header, data } = splitSafetensors(file);
     opts.header(header);
