@@ -59,6 +59,57 @@ async function expectLoadError(dir: string, code: string, ...parts: (string | Re
   return err as Error & { code: string };
 }
 
+/** tiny_fp16 rewritten: keys renamed by `rename` and split round-robin into `shards` files (0: one file). */
+function relayout(rename: (k: string) => string, shards: number, index?: (map: Record<string, string>) => void): string {
+  const dir = join(work, `m${counter++}`);
+  mkdirSync(dir);
+  copyFileSync(join(base, 'config.json'), join(dir, 'config.json'));
+  const { header, data } = splitSafetensors(readFileSync(join(base, 'model.safetensors')));
+  const names = Object.keys(header).filter((k) => k !== '__metadata__');
+  const n = Math.max(1, shards);
+  const map: Record<string, string> = {};
+  for (let s = 0; s < n; s++) {
+    const h: Header = { __metadata__: { format: 'pt' } };
+    const parts: Buffer[] = [];
+    let offset = 0;
+    names.forEach((k, i) => {
+      if (i % n !== s) return;
+      const [b, e] = header[k].data_offsets;
+      h[rename(k)] = { ...header[k], data_offsets: [offset, offset + e - b] };
+      parts.push(data.subarray(b, e));
+      offset += e - b;
+      map[rename(k)] = shards ? `model-0000${s + 1}-of-0000${n}.safetensors` : 'model.safetensors';
+    });
+    writeFileSync(join(dir, shards ? `model-0000${s + 1}-of-0000${n}.safetensors` : 'model.safetensors'),
+      joinSafetensors(h, Buffer.concat(parts)));
+  }
+  if (shards) {
+    index?.(map);
+    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: map }));
+  }
+  return dir;
+}
+
+async function lastLogits(dir: string): Promise<Float32Array> {
+  const m = await Model.load(dir, { device: 'cpu' });
+  try {
+    const out = await m.forward(new Uint32Array([464, 2068, 7586, 21831]), { logits: 'last' });
+    return out.logits![0];
+  } finally {
+    m.dispose();
+  }
+}
+
+describe('Model.load accepts every key layout and sharding', () => {
+  it('prefixed keys and a sharded copy give the same logits as the original', async () => {
+    const want = await lastLogits(base);
+    for (const dir of [relayout((k) => `transformer.${k}`, 0), relayout((k) => k, 3),
+      relayout((k) => `transformer.${k}`, 2)]) {
+      expect(Array.from(await lastLogits(dir))).toEqual(Array.from(want));
+    }
+  });
+});
+
 describe('Model.load rejects malformed folders with typed errors', () => {
   it('loads the unmodified copy (the edits below are what breaks it)', async () => {
     const m = await Model.load(folder(), { device: 'cpu' });
@@ -113,6 +164,16 @@ describe('Model.load rejects malformed folders with typed errors', () => {
       /'h\.\d+\.mlp\.c_(fc|proj)\.(weight|bias)' has shape \[.*\], but .*config\.json \(n_embd 8, n_inner 16\) needs/);
     await expectLoadError(folder({ config: (c) => ({ ...c, tie_word_embeddings: false }) }), 'ERR_GPT2_FILE_FORMAT',
       /missing tensor 'lm_head\.weight'/);
+  });
+
+  it('sharded checkpoints: traversal, missing shards and misplaced tensors are named', async () => {
+    await expectLoadError(relayout((k) => k, 2, (map) => { map['wte.weight'] = '../model-00001-of-00002.safetensors'; }),
+      'ERR_GPT2_FILE_FORMAT', /model\.safetensors\.index\.json: weight_map gives tensor 'wte\.weight' the shard '\.\.\/model-00001-of-00002\.safetensors', which is not a plain file name/);
+    await expectLoadError(relayout((k) => k, 2, (map) => { map['wte.weight'] = 'model-00009-of-00009.safetensors'; }),
+      'ERR_GPT2_FILE_IO', /model-00009-of-00009\.safetensors: cannot open/);
+    await expectLoadError(relayout((k) => k, 2, (map) => {
+      map['wte.weight'] = map['wte.weight'].includes('00001') ? 'model-00002-of-00002.safetensors' : 'model-00001-of-00002.safetensors';
+    }), 'ERR_GPT2_FILE_FORMAT', /weight_map puts tensor 'wte\.weight' in .*, which does not contain it/);
   });
 
   it('random corruption of the header never crashes: it loads or rejects with a typed error', async () => {
