@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/cpu_features.h"
 #include "core/error.h"
+#include "cpu/f16_convert.h"
 #include "core/json.h"
 #include "model/json_limits.h"
 
@@ -345,6 +347,10 @@ void convert_to_f32(const TensorView& view, float* out) {
       if (n) std::memcpy(out, src, n * 4);
       return;
     case DType::F16:
+      if (cpu_features().has_avx2()) {
+        cpu::f16_to_f32_avx2(src, out, n);
+        return;
+      }
       for (size_t i = 0; i < n; i++) {
         uint16_t h;
         std::memcpy(&h, src + 2 * i, 2);

@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/error.h"
+#include "cpu/f16_convert.h"
 #include "core/json.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
@@ -224,6 +226,28 @@ TEST(f16_conversion_is_exact_for_every_value) {
     CHECK(std::bit_cast<uint32_t>(f) == b << 16);
     if (!std::isnan(f)) CHECK(f32_to_bf16(f) == b);
     else CHECK(std::isnan(bf16_to_f32(f32_to_bf16(f))));
+  }
+}
+
+TEST(f16_avx2_matches_scalar_on_every_value) {
+  if (!cpu_features().has_avx2()) {
+    std::printf("     (no AVX2/F16C here: skipped)\n");
+    return;
+  }
+  std::vector<uint16_t> all(65536 + 5);  // odd length: exercises the tail
+  for (size_t i = 0; i < all.size(); i++) all[i] = static_cast<uint16_t>(i);
+  // Unaligned source: start one byte into a buffer.
+  std::string bytes(1 + 2 * all.size(), '\0');
+  std::memcpy(bytes.data() + 1, all.data(), 2 * all.size());
+  for (size_t n : {all.size(), size_t{7}, size_t{1}, size_t{0}}) {
+    std::vector<float> got(n + 1, 123.0f);
+    cpu::f16_to_f32_avx2(bytes.data() + 1, got.data(), n);
+    CHECK(got[n] == 123.0f);  // nothing written past n
+    for (size_t i = 0; i < n; i++) {
+      const float want = f16_to_f32(all[i]);
+      if (std::isnan(want)) CHECK(std::isnan(got[i]));
+      else CHECK_MSG(std::bit_cast<uint32_t>(got[i]) == std::bit_cast<uint32_t>(want), std::to_string(i));
+    }
   }
 }
 
