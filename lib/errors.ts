@@ -9,6 +9,7 @@ export const ErrorCode = {
   Disposed: 'ERR_GPT2_DISPOSED',
   Cuda: 'ERR_GPT2_CUDA',
   OutOfMemory: 'ERR_GPT2_OUT_OF_MEMORY',
+  KvCacheFull: 'ERR_GPT2_KV_CACHE_FULL',
   Aborted: 'ERR_GPT2_ABORTED',
   Internal: 'ERR_GPT2_INTERNAL',
 } as const;

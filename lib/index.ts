@@ -2,3 +2,8 @@
 export { ErrorCode } from './errors.js';
 export { info } from './info.js';
 export type { CpuInfo, CudaDevice, CudaInfo, SystemInfo } from './info.js';
+export { Model } from './model.js';
+export type { GPT2Config, LoadOptions, RandomOptions, ForwardOptions, ForwardResult, LogitsMode, Device, DType } from './model.js';
+export { Sequence } from './sequence.js';
+export { Tokenizer } from './tokenizer.js';
+export type { EncodeOptions, TokenDecoder } from './tokenizer.js';

@@ -11,12 +11,12 @@ namespace gpt2::addon {
 
 class PromiseWorker : public Napi::AsyncWorker {
  public:
-  using Execute = std::function<void()>;
-  using Resolve = std::function<Napi::Value(Napi::Env)>;
+  using ExecuteFn = std::function<void()>;
+  using ResolveFn = std::function<Napi::Value(Napi::Env)>;
 
   // Queues the work and returns its Promise. Keep inputs alive by capturing owned
   // copies or Napi references (Napi::Reference) in the lambdas.
-  static Napi::Promise Start(Napi::Env env, Execute execute, Resolve resolve) {
+  static Napi::Promise Start(Napi::Env env, ExecuteFn execute, ResolveFn resolve) {
     auto* w = new PromiseWorker(env, std::move(execute), std::move(resolve));
     Napi::Promise promise = w->deferred_.Promise();
     w->Queue();
@@ -24,7 +24,7 @@ class PromiseWorker : public Napi::AsyncWorker {
   }
 
  protected:
-  PromiseWorker(Napi::Env env, Execute execute, Resolve resolve)
+  PromiseWorker(Napi::Env env, ExecuteFn execute, ResolveFn resolve)
       : Napi::AsyncWorker(env, "gpt2-node"), deferred_(Napi::Promise::Deferred::New(env)),
         execute_(std::move(execute)), resolve_(std::move(resolve)) {}
 
@@ -57,8 +57,8 @@ class PromiseWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  Execute execute_;
-  Resolve resolve_;
+  ExecuteFn execute_;
+  ResolveFn resolve_;
   CapturedError error_;
 };
 

@@ -18,6 +18,7 @@ inline constexpr const char* kFileIO = "ERR_GPT2_FILE_IO";            // cannot 
 inline constexpr const char* kDisposed = "ERR_GPT2_DISPOSED";         // object used after dispose()
 inline constexpr const char* kCuda = "ERR_GPT2_CUDA";                 // CUDA plugin/device failure
 inline constexpr const char* kOutOfMemory = "ERR_GPT2_OUT_OF_MEMORY";
+inline constexpr const char* kKvCacheFull = "ERR_GPT2_KV_CACHE_FULL";  // no free KV-cache blocks
 inline constexpr const char* kAborted = "ERR_GPT2_ABORTED";
 inline constexpr const char* kInternal = "ERR_GPT2_INTERNAL";
 }  // namespace code

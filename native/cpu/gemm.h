@@ -45,6 +45,8 @@ class PackedWeight {
   WeightType type() const;
   size_t bytes() const;  // memory held
   bool empty() const { return impl_ == nullptr; }
+  // Which kernel family the weight was packed for ("avx2", "avx512", "baseline", ...).
+  const char* kernel_name() const;
 
   struct Impl;
   const Impl* impl() const { return impl_.get(); }

@@ -1,0 +1,252 @@
+// Model: a GPT-2 checkpoint (or random weights) on a backend, with a stateless ragged
+// forward() and stateful sequences over the paged KV cache. The heavy lifting is native
+// (native/model/gpt2_model.cc through native/addon/model_binding.cc); this file checks
+// arguments and shapes results.
+import { ErrorCode, withCode } from './errors.js';
+import { native } from './native.js';
+import { checkOptions, oneOf, describe, toTokenIds } from './options.js';
+import { Sequence, type NativeSequence } from './sequence.js';
+import { Tokenizer } from './tokenizer.js';
+
+/** GPT-2 hyper-parameters, with Hugging Face's field names (config.json). */
+export interface GPT2Config {
+  model_type: 'gpt2';
+  vocab_size: number;
+  n_positions: number;
+  n_embd: number;
+  n_layer: number;
+  n_head: number;
+  n_inner: number;
+  activation_function: string;
+  layer_norm_epsilon: number;
+  scale_attn_weights: boolean;
+  scale_attn_by_inverse_layer_idx: boolean;
+  reorder_and_upcast_attn: boolean;
+  tie_word_embeddings: boolean;
+  bos_token_id: number | null;
+  eos_token_id: number | null;
+}
+
+export type Device = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
+export type DType = 'float32' | 'bfloat16' | 'float16';
+
+export interface LoadOptions {
+  /** 'auto' (default): CUDA when usable, else the CPU (see Model.deviceReason). */
+  device?: Device;
+  /** Weight precision. float32 (default) reproduces transformers within 1e-4. */
+  dtype?: DType;
+  /** Compute threads (default: the machine's cores). The process has one pool: the first model sizes it. */
+  threads?: number;
+  /** KV-cache capacity in tokens, shared by all sequences of the model (default 4 * n_positions). */
+  kvCacheTokens?: number;
+}
+
+export type RandomOptions = LoadOptions & { seed?: number };
+export type LogitsMode = 'last' | 'all' | 'none';
+
+export interface ForwardOptions {
+  /** Which positions get logits: 'last' (default), 'all', or 'none'. */
+  logits?: LogitsMode;
+  /** Also return transformers' hidden_states (n_layer + 1 entries per sequence). */
+  hiddenStates?: boolean;
+}
+
+export interface ForwardResult {
+  /** Per sequence: [vocab] for 'last', row-major [seq, vocab] for 'all'; absent for 'none'. */
+  logits?: Float32Array[];
+  /** Per sequence, per layer: row-major [seq, n_embd]. [0] = embeddings, last = after ln_f. */
+  hiddenStates?: Float32Array[][];
+  /** Per sequence: row-major [seq, n_embd], after ln_f (transformers' last_hidden_state). */
+  lastHiddenState: Float32Array[];
+}
+
+/** @internal the raw native model (native/addon/model_binding.cc). */
+export interface NativeModel {
+  config(): string;
+  info(): { device: string; deviceReason: string; dtype: string; disposed: boolean; weightBytes?: number;
+    kvCacheTokens?: number; kvCacheBytes?: number; kvBlockSize?: number; kvFreeBlocks?: number };
+  forward(ids: Uint32Array[], logits: Int32Array, hiddenStates: boolean): Promise<{
+    logits: (Float32Array | null)[]; lastHiddenState: Float32Array[]; hiddenStates?: Float32Array[][] }>;
+  sequence(): NativeSequence;
+  dispose(): void;
+}
+
+interface ModelBinding {
+  modelLoad(dir: string, opts: LoadOptions): Promise<NativeModel>;
+  modelRandom(spec: string, isJson: boolean, seed: number, opts: LoadOptions): Promise<NativeModel>;
+}
+const binding = native as unknown as ModelBinding;
+
+const GPT2_VOCAB_SIZE = 50257;
+const LOAD_KEYS = ['device', 'dtype', 'threads', 'kvCacheTokens'] as const;
+const PRESETS = ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2'] as const;
+
+export const LOGITS_MODE = { none: 0, last: 1, all: 2 } as const;
+
+function checkLoadOptions(opts: Record<string, unknown>, where: string): LoadOptions {
+  const out: LoadOptions = {};
+  if (opts.device !== undefined) {
+    const d = opts.device;
+    if (typeof d !== 'string' || !/^(auto|cpu|cuda|cuda:\d+)$/.test(d)) {
+      throw withCode(new TypeError(`${where}: device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got ${describe(d)})`), ErrorCode.InvalidArg);
+    }
+    out.device = d as Device;
+  }
+  if (opts.dtype !== undefined) out.dtype = oneOf(opts.dtype, ['float32', 'bfloat16', 'float16'] as const, 'dtype', where);
+  for (const key of ['threads', 'kvCacheTokens'] as const) {
+    const v = opts[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      throw withCode(new TypeError(`${where}: ${key} must be an integer (got ${describe(v)})`), ErrorCode.InvalidArg);
+    }
+    if (v < 1 || v > (key === 'threads' ? 1024 : 2 ** 31 - 1)) {
+      throw withCode(new RangeError(`${where}: ${key} must be at least 1 (got ${v})`), ErrorCode.OutOfRange);
+    }
+    out[key] = v;
+  }
+  return out;
+}
+
+export class Model {
+  #native: NativeModel;
+  #config: GPT2Config;
+  #info: ReturnType<NativeModel['info']>;
+  #tokenizer: Tokenizer | undefined;
+  #disposed = false;
+
+  private constructor(nativeModel: NativeModel, tokenizer: Tokenizer | undefined) {
+    this.#native = nativeModel;
+    this.#tokenizer = tokenizer;
+    this.#config = Object.freeze(JSON.parse(nativeModel.config()) as GPT2Config);
+    this.#info = nativeModel.info();
+  }
+
+  /** Loads a Hugging Face GPT-2 folder (config.json + model.safetensors, or shards). */
+  static async load(dir: string, opts?: LoadOptions): Promise<Model> {
+    if (typeof dir !== 'string' || dir.length === 0) {
+      throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dir)})`), ErrorCode.InvalidArg);
+    }
+    const o = checkLoadOptions(checkOptions(opts, LOAD_KEYS, 'Model.load'), 'Model.load');
+    const nativeModel = await binding.modelLoad(dir, o);
+    try {
+      const vocab = (JSON.parse(nativeModel.config()) as GPT2Config).vocab_size;
+      // A folder without tokenizer files gets the bundled GPT-2 tokenizer when the vocabulary is GPT-2's.
+      return new Model(nativeModel, await Tokenizer.fromModelDir(dir, vocab === GPT2_VOCAB_SIZE));
+    } catch (err) {
+      nativeModel.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * Deterministic random weights (benchmarks, tests): a preset name or a partial config
+   * (config.json field names, on top of gpt2's). Same seed, same weights.
+   */
+  static async random(config: (typeof PRESETS)[number] | Partial<GPT2Config>, opts?: RandomOptions): Promise<Model> {
+    const all = checkOptions(opts, [...LOAD_KEYS, 'seed'], 'Model.random');
+    const o = checkLoadOptions(all, 'Model.random');
+    const seed = all.seed ?? 0;
+    if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) {
+      throw withCode(new TypeError(`Model.random: seed must be a non-negative integer (got ${describe(seed)})`), ErrorCode.InvalidArg);
+    }
+    const withTokenizer = (m: NativeModel) =>
+      new Model(m, (JSON.parse(m.config()) as GPT2Config).vocab_size === GPT2_VOCAB_SIZE ? Tokenizer.gpt2() : undefined);
+    if (typeof config === 'string') return withTokenizer(await binding.modelRandom(config, false, seed, o));
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+      throw withCode(new TypeError(`Model.random: config must be a preset name (${PRESETS.join(', ')}) or an object`), ErrorCode.InvalidArg);
+    }
+    return withTokenizer(await binding.modelRandom(JSON.stringify(config), true, seed, o));
+  }
+
+  /** The model's hyper-parameters (Hugging Face field names). */
+  get config(): GPT2Config {
+    return this.#config;
+  }
+  /**
+   * The model's tokenizer: the folder's vocab.json + merges.txt (or tokenizer.json), else
+   * the bundled GPT-2 one when vocab_size is 50257. Throws when there is neither.
+   */
+  get tokenizer(): Tokenizer {
+    if (!this.#tokenizer) {
+      throw withCode(
+        new Error(`Model.tokenizer: this model has no tokenizer files and its vocab_size (${this.#config.vocab_size}) is not GPT-2's`),
+        ErrorCode.InvalidArg,
+      );
+    }
+    return this.#tokenizer;
+  }
+  /** The backend in use: 'cpu' or 'cuda:N'. */
+  get device(): string {
+    return this.#info.device;
+  }
+  /** Why CUDA was not used when device 'auto' was asked for (undefined otherwise). */
+  get deviceReason(): string | undefined {
+    return this.#info.deviceReason || undefined;
+  }
+  get dtype(): DType {
+    return this.#info.dtype as DType;
+  }
+  /** Memory and KV-cache figures (bytes, tokens). */
+  get stats(): { weightBytes: number; kvCacheTokens: number; kvCacheBytes: number; kvBlockSize: number; kvFreeBlocks: number } {
+    this.#check('Model.stats');
+    const i = this.#native.info();
+    return { weightBytes: i.weightBytes!, kvCacheTokens: i.kvCacheTokens!, kvCacheBytes: i.kvCacheBytes!,
+      kvBlockSize: i.kvBlockSize!, kvFreeBlocks: i.kvFreeBlocks! };
+  }
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /**
+   * Runs sequences through the model without a cache (one ragged batch, no padding).
+   * Results are per sequence, row-major [positions, width].
+   */
+  async forward(ids: Uint32Array | Uint32Array[] | number[] | number[][], opts?: ForwardOptions): Promise<ForwardResult> {
+    this.#check('Model.forward');
+    const o = checkOptions(opts, ['logits', 'hiddenStates'], 'Model.forward');
+    const logits = o.logits === undefined ? 'last' : oneOf(o.logits, ['last', 'all', 'none'] as const, 'logits', 'Model.forward');
+    if (o.hiddenStates !== undefined && typeof o.hiddenStates !== 'boolean') {
+      throw withCode(new TypeError(`Model.forward: hiddenStates must be a boolean (got ${describe(o.hiddenStates)})`), ErrorCode.InvalidArg);
+    }
+    const list = isBatch(ids) ? (ids as unknown[]) : [ids];
+    if (list.length === 0) throw withCode(new RangeError('Model.forward: no sequences given'), ErrorCode.OutOfRange);
+    const seqs = list.map((s, i) => {
+      const label = list.length === 1 && !isBatch(ids) ? 'Model.forward' : `Model.forward: sequence ${i}`;
+      const t = toTokenIds(s, this.#config.vocab_size, label);
+      if (t.length > this.#config.n_positions) {
+        throw withCode(
+          new RangeError(`${label}: ${t.length} tokens is more than n_positions (${this.#config.n_positions})`),
+          ErrorCode.OutOfRange,
+        );
+      }
+      return t;
+    });
+    const modes = new Int32Array(seqs.length).fill(LOGITS_MODE[logits]);
+    const r = await this.#native.forward(seqs, modes, o.hiddenStates === true);
+    const out: ForwardResult = { lastHiddenState: r.lastHiddenState };
+    if (logits !== 'none') out.logits = r.logits as Float32Array[];
+    if (o.hiddenStates === true) out.hiddenStates = r.hiddenStates!;
+    return out;
+  }
+
+  /** A stateful sequence with its own KV cache, for custom decoding loops. */
+  sequence(): Sequence {
+    this.#check('Model.sequence');
+    return new Sequence(this, this.#native.sequence());
+  }
+
+  /** Frees the weights and KV cache now (after any running call finishes). Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#native.dispose();
+  }
+
+  #check(where: string): void {
+    if (this.#disposed) throw withCode(new Error(`${where}: the model has been disposed`), ErrorCode.Disposed);
+  }
+}
+
+function isBatch(ids: unknown): boolean {
+  return Array.isArray(ids) && ids.length > 0 && typeof ids[0] !== 'number';
+}

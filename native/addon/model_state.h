@@ -1,0 +1,84 @@
+// What the Model and Sequence bindings share: the loaded model behind a small state
+// object that outlives dispose(), and the sequences' KV state.
+//
+// Lifetime rules (all state changes happen on the JS thread, so no locks are needed here):
+//   - every async call takes an InFlight token before queueing its work and drops it when
+//     the worker is deleted (on the JS thread, after the Promise settles);
+//   - dispose() marks the model disposed (later calls throw ERR_GPT2_DISPOSED) and frees it
+//     at once when nothing is in flight, otherwise when the last in-flight call finishes;
+//   - a sequence's blocks go back to the cache when its state dies (dispose() or GC), unless
+//     the model is already gone (the cache went with it).
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+#include <string>
+
+#include "core/error.h"
+#include "core/kv_cache.h"
+#include "model/config.h"
+#include "model/gpt2_model.h"
+
+namespace gpt2::addon {
+
+struct ModelState {
+  std::unique_ptr<model::GPT2Model> model;
+  model::GPT2Config config;
+  std::string device = "cpu";
+  std::string device_reason;
+  std::string dtype = "float32";
+  int threads = 0;
+  bool disposed = false;
+  int in_flight = 0;
+
+  model::GPT2Model& live(const char* what) {
+    if (disposed || !model)
+      throw Error(ErrorKind::Error, code::kDisposed, std::string(what) + ": the model has been disposed");
+    return *model;
+  }
+  void dispose() {
+    disposed = true;
+    if (in_flight == 0) model.reset();
+  }
+};
+
+// Held by an async call from queueing until its worker is deleted (JS thread).
+class InFlight {
+ public:
+  explicit InFlight(std::shared_ptr<ModelState> state) : state_(std::move(state)) { state_->in_flight++; }
+  ~InFlight() {
+    if (--state_->in_flight == 0 && state_->disposed) state_->model.reset();
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::shared_ptr<ModelState> state_;
+};
+
+struct SequenceState {
+  std::shared_ptr<ModelState> owner;
+  KvSequence kv;
+  bool disposed = false;
+  bool busy = false;  // an append is running
+
+  explicit SequenceState(std::shared_ptr<ModelState> o) : owner(std::move(o)) {}
+  ~SequenceState() { release(); }
+  void release() {
+    if (owner->model && !owner->disposed) owner->model->kv_cache().release(kv);
+    kv.blocks.clear();
+    kv.length = 0;
+  }
+};
+
+}  // namespace gpt2::addon
+
+namespace gpt2::addon {
+// sequence_binding.cc
+void InitSequence(Napi::Env env, Napi::Object exports);
+Napi::Object NewSequence(Napi::Env env, std::shared_ptr<SequenceState> state);
+// Copies a Uint32Array of token ids (validated by lib/ and again by the model).
+std::vector<int32_t> ids_from_js(const Napi::Value& v, const std::string& what);
+Napi::Float32Array float32_from(Napi::Env env, const std::vector<float>& v);
+}  // namespace gpt2::addon

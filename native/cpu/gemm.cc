@@ -1,0 +1,271 @@
+// GEMM: weight packing, kernel dispatch, and the split of C into tasks for the pool.
+// The micro-kernels live in gemm_microkernel.h; this file also instantiates them for the
+// baseline (SSE2, 4-wide, no FMA) path.
+#include "cpu/gemm.h"
+
+#include <algorithm>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/cpu_features.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "cpu/gemm_internal.h"
+#include "cpu/gemm_microkernel.h"
+
+namespace gpt2::cpu {
+
+using gemm::BlockArgs;
+using gemm::KernelSet;
+
+// ---------------------------------------------------------------------------------------
+// Baseline kernels: 4-wide GCC vectors (SSE2 on x86-64), multiply-add unfused.
+namespace gemm {
+namespace {
+struct BaselineOps : VecTypes<4> {
+  static V fma(V a, V b, V c) { return a * b + c; }
+  static V dpbf16(V acc, VU a, VU b) {
+    const VU hi = VU{} + 0xffff0000u;
+    acc = (V)(a & hi) * (V)(b & hi) + acc;
+    return (V)(a << 16) * (V)(b << 16) + acc;
+  }
+};
+using BaselineGemm = Gemm<BaselineOps, 4>;
+const KernelSet kBaseline = {"baseline", 4, BaselineGemm::NR, 4, false, BaselineGemm::block_f32,
+                             BaselineGemm::block_bf16_expand, nullptr, BaselineGemm::epilogue_rows};
+}  // namespace
+
+const KernelSet* kernels_baseline() { return &kBaseline; }
+
+namespace {
+Isa g_isa_override = Isa::Auto;
+Bf16Path g_bf16_path = Bf16Path::Auto;
+}  // namespace
+
+void set_isa_for_testing(Isa isa) { g_isa_override = isa; }
+void set_bf16_path_for_testing(Bf16Path p) { g_bf16_path = p; }
+bool amx_allowed() { return g_bf16_path == Bf16Path::Auto; }
+
+const KernelSet* select_kernels() {
+  const CpuFeatures& f = cpu_features();
+  const KernelSet* k = nullptr;
+  switch (g_isa_override) {
+    case Isa::Auto:
+      if (f.has_avx512()) k = kernels_avx512();
+      if (!k && f.has_avx2()) k = kernels_avx2();
+      break;
+    case Isa::Baseline: break;
+    case Isa::Avx2: k = f.has_avx2() ? kernels_avx2() : nullptr; break;
+    case Isa::Avx2WideEmulated: k = f.has_avx2() ? kernels_avx2_wide_emulated() : nullptr; break;
+    case Isa::Avx2DotEmulated: k = f.has_avx2() ? kernels_avx2_dot_emulated() : nullptr; break;
+    case Isa::Avx512: k = f.has_avx512() ? kernels_avx512() : nullptr; break;
+  }
+  return k ? k : kernels_baseline();
+}
+
+}  // namespace gemm
+
+// ---------------------------------------------------------------------------------------
+struct PackedWeight::Impl {
+  int64_t K = 0, N = 0;
+  int64_t panels = 0, panel_stride = 0;  // elements per panel
+  WeightType type = WeightType::F32;
+  const KernelSet* kernels = nullptr;
+  void* data = nullptr;
+  size_t bytes = 0;
+  ~Impl() {
+    if (data) ::operator delete(data, std::align_val_t(64));
+  }
+};
+
+PackedWeight::PackedWeight() = default;
+PackedWeight::~PackedWeight() = default;
+PackedWeight::PackedWeight(PackedWeight&&) noexcept = default;
+PackedWeight& PackedWeight::operator=(PackedWeight&&) noexcept = default;
+int64_t PackedWeight::K() const { return impl_ ? impl_->K : 0; }
+int64_t PackedWeight::N() const { return impl_ ? impl_->N : 0; }
+WeightType PackedWeight::type() const { return impl_ ? impl_->type : WeightType::F32; }
+size_t PackedWeight::bytes() const { return impl_ ? impl_->bytes : 0; }
+const char* PackedWeight::kernel_name() const { return impl_ ? impl_->kernels->name : "none"; }
+
+PackedWeight PackedWeight::pack(const float* w, int64_t K, int64_t N, bool transposed, WeightType type) {
+  if (!w) throw_type_error("PackedWeight::pack: weight is null");
+  if (K <= 0 || N <= 0 || K > (int64_t(1) << 31) || N > (int64_t(1) << 31))
+    throw_range_error("PackedWeight::pack: bad shape [" + std::to_string(K) + ", " + std::to_string(N) + "]");
+  auto impl = std::make_unique<Impl>();
+  const KernelSet* ks = gemm::select_kernels();
+  const int64_t NR = ks->nr;
+  impl->K = K;
+  impl->N = N;
+  impl->type = type;
+  impl->kernels = ks;
+  impl->panels = (N + NR - 1) / NR;
+  const auto src = [&](int64_t k, int64_t n) { return transposed ? w[n * K + k] : w[k * N + n]; };
+  if (type == WeightType::F32) {
+    impl->panel_stride = K * NR;
+    impl->bytes = size_t(impl->panels * impl->panel_stride) * sizeof(float);
+    impl->data = ::operator new(impl->bytes, std::align_val_t(64));
+    float* dst = static_cast<float*>(impl->data);
+    for (int64_t p = 0; p < impl->panels; p++) {
+      float* d = dst + p * impl->panel_stride;
+      const int64_t n0 = p * NR;
+      if (!transposed) {
+        for (int64_t k = 0; k < K; k++)
+          for (int64_t c = 0; c < NR; c++) d[k * NR + c] = n0 + c < N ? w[k * N + n0 + c] : 0.0f;
+      } else {
+        for (int64_t c = 0; c < NR; c++) {
+          if (n0 + c < N) {
+            const float* s = w + (n0 + c) * K;
+            for (int64_t k = 0; k < K; k++) d[k * NR + c] = s[k];
+          } else {
+            for (int64_t k = 0; k < K; k++) d[k * NR + c] = 0.0f;
+          }
+        }
+      }
+    }
+  } else {
+    const int64_t Kp = K + (K & 1);
+    impl->panel_stride = Kp * NR;
+    impl->bytes = size_t(impl->panels * impl->panel_stride) * sizeof(uint16_t);
+    impl->data = ::operator new(impl->bytes, std::align_val_t(64));
+    uint16_t* dst = static_cast<uint16_t*>(impl->data);
+    for (int64_t p = 0; p < impl->panels; p++) {
+      uint16_t* d = dst + p * impl->panel_stride;
+      const int64_t n0 = p * NR;
+      for (int64_t c = 0; c < NR; c++) {
+        const int64_t n = n0 + c;
+        for (int64_t k = 0; k < Kp; k++)
+          d[(k / 2) * 2 * NR + c * 2 + (k & 1)] = n < N && k < K ? gemm::float_to_bf16(src(k, n)) : 0;
+      }
+    }
+  }
+  PackedWeight out;
+  out.impl_ = std::move(impl);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+namespace {
+
+struct AlignedBuffer {
+  void* p = nullptr;
+  size_t size = 0;
+  ~AlignedBuffer() {
+    if (p) ::operator delete(p, std::align_val_t(64));
+  }
+  void* get(size_t bytes) {
+    if (bytes > size) {
+      if (p) ::operator delete(p, std::align_val_t(64));
+      size = std::max(bytes, size * 2);
+      p = ::operator new(size, std::align_val_t(64));
+    }
+    return p;
+  }
+};
+// Per-thread packing buffers: pool threads are persistent, so these live as long as they do.
+thread_local AlignedBuffer t_scratch_a, t_scratch_c;
+
+bool ranges_overlap(const float* a, int64_t rows_a, int64_t ld_a, const float* b, int64_t ld_b, int64_t rows,
+                    int64_t cols) {
+  const float* a_end = a + (rows_a - 1) * ld_a + cols;
+  const float* b_end = b + (rows - 1) * ld_b + cols;
+  return a < b_end && b < a_end;
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const PackedWeight& W, float* C, int64_t ldc,
+            const Epilogue& ep) {
+  const PackedWeight::Impl* w = W.impl();
+  if (!w) throw_type_error("matmul: weight is empty");
+  if (M <= 0) return;
+  const int64_t K = w->K, N = w->N;
+  if (!A || !C) throw_type_error("matmul: null input or output");
+  if (lda < K || ldc < N || (ep.residual && ep.ldr < N))
+    throw_range_error("matmul: row stride shorter than the row (lda " + std::to_string(lda) + ", K " +
+                      std::to_string(K) + ", ldc " + std::to_string(ldc) + ", N " + std::to_string(N) + ")");
+  const KernelSet& ks = *w->kernels;
+  const int64_t MR = ks.mr, NR = ks.nr;
+
+  BlockArgs g{};
+  g.A = A;
+  g.lda = lda;
+  g.B = w->data;
+  g.K = K;
+  g.N = N;
+  g.panel_stride = w->panel_stride;
+  g.C = C;
+  g.ldc = ldc;
+  g.bias = ep.bias;
+  g.activation = ep.activation;
+  g.residual = ep.residual;
+  g.ldr = ep.ldr;
+
+  // A residual that shares memory with C: x += f(x·W) with C == residual is the common
+  // case and runs in place (C starts as the accumulator); anything else gets a copy.
+  std::vector<float> residual_copy;
+  if (ep.residual && ranges_overlap(C, M, ldc, ep.residual, ep.ldr, M, N)) {
+    if (ep.residual == C && ep.ldr == ldc && ep.activation == Activation::None) {
+      g.c_preloaded = true;
+    } else {
+      residual_copy.resize(size_t(M * N));
+      for (int64_t m = 0; m < M; m++)
+        std::copy(ep.residual + m * ep.ldr, ep.residual + m * ep.ldr + N, residual_copy.begin() + m * N);
+      g.residual = residual_copy.data();
+      g.ldr = N;
+    }
+  }
+
+  void (*block)(const BlockArgs&) = w->type == WeightType::F32 ? ks.block_f32 : ks.block_bf16;
+  const bool amx = w->type == WeightType::BF16 && ks.block_amx && gemm::amx_allowed() && M >= 32 &&
+                   K % 32 == 0;
+  if (amx) block = ks.block_amx;
+
+  // Blocking. K: one block when a single row tile (decode: B streams once from memory);
+  // otherwise kc so a panel's K block (kc x NR) sits in L1 while all row tiles use it.
+  const int64_t panels = w->panels;
+  int64_t kc = K;
+  if (M > MR && !amx) {
+    kc = NR >= 32 ? 192 : 256;
+    if (K <= kc + kc / 2) kc = K;
+  }
+  if (kc < K) kc += kc & 1;  // bf16 pairs never straddle blocks
+  // M: blocks of ~96 rows (packed A block ~100 KB, in L2).
+  const int64_t mb_target = amx ? 64 : std::max<int64_t>(MR, (96 / MR) * MR);
+  const int64_t mblocks = (M + mb_target - 1) / mb_target;
+  const int64_t mb = mblocks == 1 ? M : mb_target;
+  // N: enough tasks for the pool to balance (4 per thread), at most 8 panels per task when
+  // there are many row blocks (the B block stays in L2).
+  const int threads = pool.size();
+  int64_t nb = (panels * mblocks + 4 * threads - 1) / (4 * threads);
+  if (mblocks > 1) nb = std::min<int64_t>(nb, amx ? 4 : 8);
+  nb = std::clamp<int64_t>(nb, 1, panels);
+  const int64_t nblocks = (panels + nb - 1) / nb;
+  g.pack_a = mb > MR;
+
+  const int64_t mb_round = (mb + MR - 1) / MR * MR;
+  const size_t scratch_a_bytes = size_t(mb_round + 32) * size_t(kc + 32) * sizeof(float);
+  const size_t scratch_c_bytes = size_t(mb_round + 32) * size_t(NR) * sizeof(float);
+
+  auto task = [&](int64_t i, int) {
+    BlockArgs t = g;
+    const int64_t bm = i % mblocks, bn = i / mblocks;
+    t.m0 = bm * mb;
+    t.m1 = std::min(M, t.m0 + mb);
+    t.p0 = bn * nb;
+    t.p1 = std::min(panels, t.p0 + nb);
+    t.kc = kc;
+    t.scratch_a = t_scratch_a.get(scratch_a_bytes);
+    t.scratch_c = static_cast<float*>(t_scratch_c.get(scratch_c_bytes));
+    block(t);
+  };
+  const int64_t tasks = mblocks * nblocks;
+  if (tasks == 1) {
+    task(0, 0);
+  } else {
+    pool.run(tasks, task);
+  }
+}
+
+}  // namespace gpt2::cpu
