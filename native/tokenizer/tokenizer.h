@@ -81,7 +81,7 @@ class Tokenizer {
   struct Builder;
   friend struct Builder;
 
-  void encode_piece(const uint8_t* bytes, size_t n, std::vector<uint32_t>& out) const;
+  void encode_piece(const uint8_t* bytes, size_t n, uint64_t hash, std::vector<uint32_t>& out) const;
 
   // Merge of the pair (a, b): its rank and the id of the merged token.
   struct MergeSlot {
@@ -98,7 +98,7 @@ class Tokenizer {
   }
   // id of the token whose bytes are exactly [p, p+n) AND which BPE produces from those
   // bytes as a single token; or -1. This is the fast path for common words.
-  int64_t find_whole(const uint8_t* p, size_t n) const;
+  int64_t find_whole(const uint8_t* p, size_t n, uint64_t hash) const;
 
   uint32_t vocab_size_ = 0;
   std::string token_arena_;               // bytes of every token, back to back
@@ -106,16 +106,22 @@ class Tokenizer {
   std::vector<uint8_t> token_present_;    // ids may have gaps
   std::array<uint32_t, 256> byte_token_{};  // id of each single-byte token
   std::vector<MergeSlot> merges_;         // open addressing, power-of-two size
+  std::vector<uint32_t> merged_by_rank_;  // rank -> merged token id
+  std::vector<uint32_t> byte_pair_rank_;  // [b0 * 256 + b1] -> rank of merging two byte tokens
+                                          // (every BPE starts with these lookups; 256 KB, no hashing)
   uint64_t merge_mask_ = 0;
-  std::vector<uint32_t> whole_slots_;     // open addressing: id + 1, 0 = empty
+  struct WholeSlot {
+    uint64_t prefix;       // the token's first 8 bytes (zero padded): short tokens compare in place
+    uint32_t id_plus_one;  // 0 = empty
+    uint32_t tag_len;      // high 24 bits of the hash << 8 | min(length, 255)
+  };
+  std::vector<WholeSlot> whole_slots_;    // open addressing
   uint64_t whole_mask_ = 0;
   std::vector<Special> specials_;
   int64_t eos_token_id_ = -1;
 
-  // Word cache: piece bytes -> ids, for pieces that need real BPE work.
-  struct CacheShard;
-  static constexpr size_t kCacheShards = 32;
-  std::unique_ptr<CacheShard[]> cache_;
+  // Word cache (see tokenizer.cc): per thread, tagged with this tokenizer's unique id.
+  uint64_t instance_id_ = 0;
 };
 
 }  // namespace gpt2::tokenizer
