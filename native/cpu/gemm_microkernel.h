@@ -8,7 +8,8 @@
 // template for the baseline path (one-definition-rule merging of inline functions).
 //
 // An Ops type provides:  W (lanes), V (float vector, GCC vector extension), VU (uint32
-// vector), fma(a, b, c) = a*b + c, and dpbf16(acc, a_pairs, b_pairs) = vdpbf16ps.
+// vector), fma(a, b, c) = a*b + c, bcast(const float*) (all lanes = *p, from memory), and
+// dpbf16(acc, a_pairs, b_pairs) = vdpbf16ps.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -27,6 +28,21 @@ struct VecTypes {
 };
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// bf16 round-to-nearest-even (local copies: see the note on the unnamed namespace).
+inline uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_value(uint16_t h) {
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 // ---------------------------------------------------------------------------------------
 // Vectorised math for the epilogue. Accuracy goal: ~1e-7 relative (a few ulps) against
@@ -135,6 +151,7 @@ template <class Ops, int MR>
 struct Gemm {
   static constexpr int W = Ops::W;
   static constexpr int NR = 2 * W;
+  static constexpr int kPrefetchFloats = 1024;  // 4 KB ahead
   using V = typename Ops::V;
   using VU = typename Ops::VU;
   using M = VMath<Ops>;
@@ -147,7 +164,8 @@ struct Gemm {
     return v;
   }
   static void storeu(float* p, V v) { std::memcpy(p, &v, sizeof v); }
-  static V bcast(float x) { return V{} + x; }
+  // Broadcast from memory: a pure load (vbroadcastss m32), no shuffle-pipe uop.
+  static V bcast(const float* p) { return Ops::bcast(p); }
 
   template <int R>
   static void store_tile(V (&c0)[R], V (&c1)[R], float* c, int64_t ldc, bool accumulate) {
@@ -171,10 +189,13 @@ struct Gemm {
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++) c0[i] = c1[i] = V{};
     for (int64_t k = 0; k < kc; k++) {
+      // Few rows: B streams from memory (decode), prefetch it further ahead than the
+      // hardware prefetcher does.
+      if constexpr (R <= 4) __builtin_prefetch(b + k * NR + kPrefetchFloats);
       const V b0 = load(b + k * NR), b1 = load(b + k * NR + W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const V ai = bcast(kPackedA ? a[k * MR + i] : a[i * lda + k]);
+        const V ai = bcast(kPackedA ? &a[k * MR + i] : &a[i * lda + k]);
         c0[i] = Ops::fma(ai, b0, c0[i]);
         c1[i] = Ops::fma(ai, b1, c1[i]);
       }
@@ -199,8 +220,8 @@ struct Gemm {
       const V o0 = (V)(p0 & hi_mask), o1 = (V)(p1 & hi_mask);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const V ae = bcast(kPackedA ? a[k * MR + i] : a[i * lda + k]);
-        const V ao = bcast(kPackedA ? a[(k + 1) * MR + i] : a[i * lda + k + 1]);
+        const V ae = bcast(kPackedA ? &a[k * MR + i] : &a[i * lda + k]);
+        const V ao = bcast(kPackedA ? &a[(k + 1) * MR + i] : &a[i * lda + k + 1]);
         c0[i] = Ops::fma(ae, e0, c0[i]);
         c1[i] = Ops::fma(ae, e1, c1[i]);
         c0[i] = Ops::fma(ao, o0, c0[i]);
@@ -212,7 +233,7 @@ struct Gemm {
       const V e0 = (V)(p0 << 16), e1 = (V)(p1 << 16);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const V ae = bcast(kPackedA ? a[k * MR + i] : a[i * lda + k]);
+        const V ae = bcast(kPackedA ? &a[k * MR + i] : &a[i * lda + k]);
         c0[i] = Ops::fma(ae, e0, c0[i]);
         c1[i] = Ops::fma(ae, e1, c1[i]);
       }
@@ -232,7 +253,7 @@ struct Gemm {
       const VU b0 = loadu32(b + kp * 2 * NR), b1 = loadu32(b + kp * 2 * NR + 2 * W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const VU ai = VU{} + a[kp * MR + i];
+        const VU ai = (VU)Ops::bcast(reinterpret_cast<const float*>(&a[kp * MR + i]));
         c0[i] = Ops::dpbf16(c0[i], ai, b0);
         c1[i] = Ops::dpbf16(c1[i], ai, b1);
       }
@@ -288,8 +309,8 @@ struct Gemm {
           uint32_t v = 0;
           if (row < rows) {
             const float* s = A + row * lda + 2 * kp;
-            v = float_to_bf16(s[0]);
-            if (2 * kp + 1 < kl) v |= uint32_t(float_to_bf16(s[1])) << 16;
+            v = bf16_bits(s[0]);
+            if (2 * kp + 1 < kl) v |= uint32_t(bf16_bits(s[1])) << 16;
           }
           d[kp * MR + i] = v;
         }
