@@ -25,9 +25,9 @@ using gemm::KernelSet;
 namespace gemm {
 namespace {
 struct BaselineOps : VecTypes<4> {
-  static V bcast(const float* p) { const float x = *p; return V{x, x, x, x}; }
-  static V fma(V a, V b, V c) { return a * b + c; }
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V bcast(const float* p) { const float x = *p; return V{x, x, x, x}; }
+  GPT2_VINLINE V fma(V a, V b, V c) { return a * b + c; }
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     const VU hi = VU{} + 0xffff0000u;
     acc = (V)(a & hi) * (V)(b & hi) + acc;
     return (V)(a << 16) * (V)(b << 16) + acc;
@@ -39,9 +39,9 @@ const KernelSet kBaseline = {"baseline", 4, BaselineGemm::NR, 4, false, Baseline
 // The AMX emulation: 32-column panels like the AVX-512 path, the 16-wide template on
 // plain GCC vectors (lowered to SSE2 here), tile instructions emulated.
 struct Wide16PortableOps : VecTypes<16> {
-  static V bcast(const float* p) { return V{} + *p; }
-  static V fma(V a, V b, V c) { return a * b + c; }
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V bcast(const float* p) { return V{} + *p; }
+  GPT2_VINLINE V fma(V a, V b, V c) { return a * b + c; }
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     const VU hi = VU{} + 0xffff0000u;
     acc = (V)(a & hi) * (V)(b & hi) + acc;  // vdpbf16ps order: odd (high) pair element first
     return (V)(a << 16) * (V)(b << 16) + acc;
@@ -190,7 +190,7 @@ struct AlignedBuffer {
   }
 };
 // Per-thread packing buffers: pool threads are persistent, so these live as long as they do.
-thread_local AlignedBuffer t_scratch_a, t_scratch_c;
+thread_local AlignedBuffer t_scratch_a, t_scratch_b, t_scratch_c;
 
 bool ranges_overlap(const float* a, int64_t rows_a, int64_t ld_a, const float* b, int64_t ld_b, int64_t rows,
                     int64_t cols) {
@@ -272,6 +272,7 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
 
   const int64_t mb_round = (mb + MR - 1) / MR * MR;
   const size_t scratch_a_bytes = size_t(mb_round + 32) * size_t(kc + 32) * sizeof(float);
+  const size_t scratch_b_bytes = size_t(kc + 2) * size_t(NR) * sizeof(float);
   const size_t scratch_c_bytes = size_t(mb_round + 32) * size_t(NR) * sizeof(float);
 
   auto task = [&](int64_t i, int) {
@@ -284,6 +285,7 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     t.kc = kc;
     t.scratch_a = t_scratch_a.get(scratch_a_bytes);
     t.scratch_c = static_cast<float*>(t_scratch_c.get(scratch_c_bytes));
+    t.scratch_b = w->type == WeightType::BF16 && !amx ? static_cast<float*>(t_scratch_b.get(scratch_b_bytes)) : nullptr;
     block(t);
   };
   const int64_t tasks = mblocks * nblocks;

@@ -38,6 +38,7 @@ struct BlockArgs {
   bool pack_a;            // copy A's block into the micro-kernel's order first
   void* scratch_a;        // >= (m1-m0 rounded up to MR) * kc floats, 64-byte aligned
   float* scratch_c;       // >= (m1-m0 rounded up to MR) * NR floats: the last (partial) panel
+  float* scratch_b;       // >= kc * NR floats (bf16 panel block expanded to fp32), or nullptr
 };
 
 // The kernels one ISA provides. The F32 and BF16 block functions compute a BlockArgs

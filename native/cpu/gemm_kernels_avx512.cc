@@ -16,18 +16,18 @@ namespace gpt2::cpu::gemm {
 namespace {
 
 struct Avx512Ops : VecTypes<16> {
-  static V bcast(const float* p) { return (V)_mm512_set1_ps(*p); }
-  static V fma(V a, V b, V c) { return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V bcast(const float* p) { return (V)_mm512_set1_ps(*p); }
+  GPT2_VINLINE V fma(V a, V b, V c) { return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     return (V)_mm512_dpbf16_ps((__m512)acc, (__m512bh)a, (__m512bh)b);
   }
 };
 // Without AVX512-BF16 the "dot" op is not used (the expand path is); this variant keeps
 // the emulation so the type is complete.
 struct Avx512NoBf16Ops : VecTypes<16> {
-  static V bcast(const float* p) { return (V)_mm512_set1_ps(*p); }
-  static V fma(V a, V b, V c) { return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V bcast(const float* p) { return (V)_mm512_set1_ps(*p); }
+  GPT2_VINLINE V fma(V a, V b, V c) { return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     const VU hi = VU{} + 0xffff0000u;
     acc = fma((V)(a & hi), (V)(b & hi), acc);
     return fma((V)(a << 16), (V)(b << 16), acc);
