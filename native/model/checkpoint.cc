@@ -45,7 +45,7 @@ std::string quoted(std::string_view s) {
 
 // Reads a whole (small) text file, refusing more than max_bytes.
 std::string read_text_file(const std::string& path, size_t max_bytes) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_io_error(path + ": cannot open: " + std::strerror(errno));
   struct FdCloser {
     int fd;
@@ -134,7 +134,11 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
 
   const std::string index_path = join_path(dir, "model.safetensors.index.json");
   const std::string single_path = join_path(dir, "model.safetensors");
-  if (exists(index_path)) {
+  // transformers looks for model.safetensors first, then the sharded index.
+  if (exists(single_path)) {
+    ck->files_.push_back(SafetensorsFile::open(single_path));
+    ck->add_file_tensors(*ck->files_.back(), nullptr);
+  } else if (exists(index_path)) {
     const std::string text = read_text_file(index_path, kMaxIndexBytes);
     check_json_size(text, kMaxIndexBytes, kMaxIndexValues, index_path);
     const JsonValue root = parse_json(text, index_path);
@@ -163,9 +167,6 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const std::string& dir) {
                              ", which does not contain it");
       ck->add_file_tensors(file, &tensors);
     }
-  } else if (exists(single_path)) {
-    ck->files_.push_back(SafetensorsFile::open(single_path));
-    ck->add_file_tensors(*ck->files_.back(), nullptr);
   } else {
     std::string hint;
     if (exists(join_path(dir, "pytorch_model.bin")))

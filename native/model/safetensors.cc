@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <cstring>
 
@@ -14,11 +13,23 @@
 #include "core/json.h"
 #include "model/json_limits.h"
 
-static_assert(std::endian::native == std::endian::little, "safetensors data are little-endian");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data are little-endian");
 
 namespace gpt2::model {
 
 namespace {
+
+// std::bit_cast without C++20, so the libFuzzer build (clang, -std=c++17) compiles this too.
+inline float float_from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t bits_from_float(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 
 struct DTypeInfo {
   const char* name;
@@ -83,7 +94,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO planted under the file's name must not block open(); it is
+  // rejected below as not a regular file (the flag does nothing for regular files).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) io_error(path, "cannot open");
   struct FdCloser {
     int fd;
@@ -165,6 +178,7 @@ void SafetensorsFile::parse() {
   const JsonValue root = parse_json(header, header_source);
   if (!root.is_object()) throw_format_error(file + ": header is not a JSON object");
 
+  data_offset_ = 8 + header_len;
   const uint8_t* data = bytes_ + 8 + header_len;
   const uint64_t data_size = size_ - 8 - header_len;
   bool seen_metadata = false;
@@ -285,20 +299,20 @@ float f16_to_f32(uint16_t h) {
     } while ((mant & 0x400) == 0);
     bits = sign | static_cast<uint32_t>(112 - e) << 23 | ((mant & 0x3ff) << 13);
   }
-  return std::bit_cast<float>(bits);
+  return float_from_bits(bits);
 }
 
-float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+float bf16_to_f32(uint16_t b) { return float_from_bits(static_cast<uint32_t>(b) << 16); }
 
 uint16_t f32_to_bf16(float f) {
-  uint32_t x = std::bit_cast<uint32_t>(f);
+  uint32_t x = bits_from_float(f);
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
   x += 0x7fff + ((x >> 16) & 1);
   return static_cast<uint16_t>(x >> 16);
 }
 
 uint16_t f32_to_f16(float f) {
-  const uint32_t x = std::bit_cast<uint32_t>(f);
+  const uint32_t x = bits_from_float(f);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
   const uint32_t ax = x & 0x7fffffff;
   if (ax > 0x7f800000) return sign | 0x7e00 | static_cast<uint16_t>((ax >> 13) & 0x3ff);  // NaN, quiet

@@ -61,6 +61,10 @@ class SafetensorsFile {
   // __metadata__ entries, in header order.
   const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
   size_t file_size() const { return size_; }
+  // The whole file in memory, and where its data section starts (8 + header length):
+  // every view lies in [bytes() + data_offset(), bytes() + file_size()).
+  const uint8_t* bytes() const { return bytes_; }
+  size_t data_offset() const { return data_offset_; }
   bool is_mapped() const { return mapped_; }
   // Unmaps the file; every TensorView's data pointer dangles afterwards (set to nullptr).
   void release();
@@ -72,6 +76,7 @@ class SafetensorsFile {
   std::string path_;
   const uint8_t* bytes_ = nullptr;
   size_t size_ = 0;
+  size_t data_offset_ = 0;
   bool mapped_ = false;
   std::unique_ptr<uint8_t[]> owned_;  // when read() or from_bytes
   std::vector<TensorView> tensors_;
