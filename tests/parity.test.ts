@@ -1,6 +1,7 @@
 // Golden parity through the public API: every `forward`, `incremental` and `embed_pool`
 // case of ../shared/fixtures (Hugging Face transformers 4.41.2, float32) for the three tiny
-// models, within each case's tolerance (|got - expected| <= atol + rtol * |expected|).
+// models, within each case's tolerance (|got - expected| <= atol + rtol * |expected|); plus
+// the `greedy` cases' new token ids from a plain argmax loop over Sequence.append.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ interface Case {
   id: string; model: string; kind: string;
   input: { input_ids?: number[]; chunks?: number[]; input_ids_unpadded?: number[][] };
   expected: Record<string, Expected>;
-  expected_ids?: { logits_top8_ids?: number[][]; argmax_last?: number };
+  expected_ids?: { logits_top8_ids?: number[][]; argmax_last?: number; new_tokens?: number[][] };
   tolerance: { atol: number; rtol: number };
 }
 
@@ -160,6 +161,28 @@ describe.skipIf(!haveFixtures)('golden parity (transformers 4.41.2, float32)', (
       const again = await seq.append(new Uint32Array(ids.slice(ids.length - c.input.chunks!.at(-1)!)));
       expectClose(again.logits!, golden(c.expected.logits_last!), c.tolerance, 'logits_last after truncate + append');
       seq.dispose();
+    });
+  }
+
+  for (const c of cases.filter((x) => x.kind === 'greedy')) {
+    it(`greedy decode loop over Sequence.append ${c.id} (each prompt alone, token ids exactly)`, async () => {
+      const m = models.get(c.model)!;
+      const eos = m.config.eos_token_id;
+      const rows = c.input.input_ids_unpadded!;
+      const got = await Promise.all(rows.map(async (prompt) => {
+        const seq = m.sequence();
+        const out: number[] = [];
+        let logits = (await seq.append(new Uint32Array(prompt))).logits!;
+        for (let step = 0; step < 20; step++) {
+          const next = topk(logits, 1).ids[0]!;
+          out.push(next);
+          if (next === eos) break;
+          logits = (await seq.append([next])).logits!;
+        }
+        seq.dispose();
+        return out;
+      }));
+      expect(got).toEqual(c.expected_ids!.new_tokens);
     });
   }
 

@@ -111,6 +111,17 @@ void attention(ThreadPool& pool, int max_threads, const float* q, int64_t ldq, c
         attention_row_portable(qh, blocks, past + i + 1, s, it.head, k_pool, v_pool, oh);
     }
   };
+  // Multiply-adds in the whole call; a small one (a decode step over a short cache) costs
+  // less than waking the pool, so it runs on the calling thread.
+  int64_t work = 0;
+  for (int32_t seq = 0; seq < b.n_seqs; seq++) {
+    const int64_t past = b.kv_len[seq] - b.q_len[seq], n = b.q_len[seq];
+    work += (n * past + n * (n + 1) / 2) * s.n_head * s.head_dim * 2;
+  }
+  if (work < (int64_t(1) << 18)) {
+    for (int64_t i = 0; i < static_cast<int64_t>(items.size()); i++) run_item(i, 0);
+    return;
+  }
   pool.run(static_cast<int64_t>(items.size()), run_item, max_threads);
 }
 

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "cpu/gemm_internal.h"
+#include "cpu/gemm_amx.h"
 #include "cpu/gemm_microkernel.h"
 
 namespace gpt2::cpu {
@@ -24,8 +25,9 @@ using gemm::KernelSet;
 namespace gemm {
 namespace {
 struct BaselineOps : VecTypes<4> {
-  static V fma(V a, V b, V c) { return a * b + c; }
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V bcast(const float* p) { const float x = *p; return V{x, x, x, x}; }
+  GPT2_VINLINE V fma(V a, V b, V c) { return a * b + c; }
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     const VU hi = VU{} + 0xffff0000u;
     acc = (V)(a & hi) * (V)(b & hi) + acc;
     return (V)(a << 16) * (V)(b << 16) + acc;
@@ -34,9 +36,26 @@ struct BaselineOps : VecTypes<4> {
 using BaselineGemm = Gemm<BaselineOps, 4>;
 const KernelSet kBaseline = {"baseline", 4, BaselineGemm::NR, 4, false, BaselineGemm::block_f32,
                              BaselineGemm::block_bf16_expand, nullptr, BaselineGemm::epilogue_rows};
+// The AMX emulation: 32-column panels like the AVX-512 path, the 16-wide template on
+// plain GCC vectors (lowered to SSE2 here), tile instructions emulated.
+struct Wide16PortableOps : VecTypes<16> {
+  GPT2_VINLINE V bcast(const float* p) { return V{} + *p; }
+  GPT2_VINLINE V fma(V a, V b, V c) { return a * b + c; }
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
+    const VU hi = VU{} + 0xffff0000u;
+    acc = (V)(a & hi) * (V)(b & hi) + acc;  // vdpbf16ps order: odd (high) pair element first
+    return (V)(a << 16) * (V)(b << 16) + acc;
+  }
+};
+using Wide16PortableGemm = Gemm<Wide16PortableOps, 14>;
+void block_amx_emulated(const BlockArgs& g) { amx_block<EmulatedTiles, Wide16PortableGemm>(g); }
+const KernelSet kAmxEmulated = {"amx-emulated", 14, 32, 16, true, Wide16PortableGemm::block_f32,
+                                Wide16PortableGemm::block_bf16_dot, block_amx_emulated,
+                                Wide16PortableGemm::epilogue_rows};
 }  // namespace
 
 const KernelSet* kernels_baseline() { return &kBaseline; }
+const KernelSet* kernels_amx_emulated() { return &kAmxEmulated; }
 
 namespace {
 Isa g_isa_override = Isa::Auto;
@@ -52,14 +71,21 @@ const KernelSet* select_kernels() {
   const KernelSet* k = nullptr;
   switch (g_isa_override) {
     case Isa::Auto:
-      if (f.has_avx512()) k = kernels_avx512();
-      if (!k && f.has_avx2()) k = kernels_avx2();
+      if (f.has_avx512())
+        k = kernels_avx512(f.has_amx_bf16() && f.has_avx512_bf16() ? Avx512Variant::Amx
+                           : f.has_avx512_bf16()                  ? Avx512Variant::Bf16
+                                                                  : Avx512Variant::Plain);
+      else if (f.has_avx2())
+        k = kernels_avx2();
       break;
+    case Isa::AmxEmulated: k = kernels_amx_emulated(); break;
     case Isa::Baseline: break;
     case Isa::Avx2: k = f.has_avx2() ? kernels_avx2() : nullptr; break;
     case Isa::Avx2WideEmulated: k = f.has_avx2() ? kernels_avx2_wide_emulated() : nullptr; break;
     case Isa::Avx2DotEmulated: k = f.has_avx2() ? kernels_avx2_dot_emulated() : nullptr; break;
-    case Isa::Avx512: k = f.has_avx512() ? kernels_avx512() : nullptr; break;
+    case Isa::Avx512:
+      k = f.has_avx512() ? kernels_avx512(f.has_avx512_bf16() ? Avx512Variant::Bf16 : Avx512Variant::Plain) : nullptr;
+      break;
   }
   return k ? k : kernels_baseline();
 }
@@ -164,7 +190,7 @@ struct AlignedBuffer {
   }
 };
 // Per-thread packing buffers: pool threads are persistent, so these live as long as they do.
-thread_local AlignedBuffer t_scratch_a, t_scratch_c;
+thread_local AlignedBuffer t_scratch_a, t_scratch_b, t_scratch_c;
 
 bool ranges_overlap(const float* a, int64_t rows_a, int64_t ld_a, const float* b, int64_t ld_b, int64_t rows,
                     int64_t cols) {
@@ -246,6 +272,7 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
 
   const int64_t mb_round = (mb + MR - 1) / MR * MR;
   const size_t scratch_a_bytes = size_t(mb_round + 32) * size_t(kc + 32) * sizeof(float);
+  const size_t scratch_b_bytes = size_t(kc + 2) * size_t(NR) * sizeof(float);
   const size_t scratch_c_bytes = size_t(mb_round + 32) * size_t(NR) * sizeof(float);
 
   auto task = [&](int64_t i, int) {
@@ -258,6 +285,7 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     t.kc = kc;
     t.scratch_a = t_scratch_a.get(scratch_a_bytes);
     t.scratch_c = static_cast<float*>(t_scratch_c.get(scratch_c_bytes));
+    t.scratch_b = w->type == WeightType::BF16 && !amx ? static_cast<float*>(t_scratch_b.get(scratch_b_bytes)) : nullptr;
     block(t);
   };
   const int64_t tasks = mblocks * nblocks;

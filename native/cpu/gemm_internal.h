@@ -38,6 +38,7 @@ struct BlockArgs {
   bool pack_a;            // copy A's block into the micro-kernel's order first
   void* scratch_a;        // >= (m1-m0 rounded up to MR) * kc floats, 64-byte aligned
   float* scratch_c;       // >= (m1-m0 rounded up to MR) * NR floats: the last (partial) panel
+  float* scratch_b;       // >= kc * NR floats (bf16 panel block expanded to fp32), or nullptr
 };
 
 // The kernels one ISA provides. The F32 and BF16 block functions compute a BlockArgs
@@ -65,10 +66,14 @@ const KernelSet* kernels_avx2();                // gemm_kernels_avx2.cc: 8-wide 
 const KernelSet* kernels_avx2_wide_emulated();  // gemm_kernels_avx2.cc: the 16-wide (AVX-512) template,
                                                 //   on 64-byte GCC vectors lowered to AVX2 (tests only)
 const KernelSet* kernels_avx2_dot_emulated();   // same, with the AVX512-BF16 path (vdpbf16ps emulated)
-const KernelSet* kernels_avx512();              // gemm_kernels_avx512.cc: AVX-512 (+BF16, +AMX)
+// gemm_kernels_avx512.cc: AVX-512; with AVX512-BF16 (vdpbf16ps); with AMX as well.
+enum class Avx512Variant { Plain, Bf16, Amx };
+const KernelSet* kernels_avx512(Avx512Variant v);
+const KernelSet* kernels_amx_emulated();        // gemm.cc: 16-wide template on plain vectors + AMX
+                                                //   tiles emulated (tests only, slow)
 
 // Which kernel set pack() picks: the best cpu_features() allows, unless a test forced one.
-enum class Isa { Auto, Baseline, Avx2, Avx2WideEmulated, Avx2DotEmulated, Avx512 };
+enum class Isa { Auto, Baseline, Avx2, Avx2WideEmulated, Avx2DotEmulated, AmxEmulated, Avx512 };
 void set_isa_for_testing(Isa isa);  // not thread-safe; tests only
 const KernelSet* select_kernels();  // for the current setting; never nullptr
 

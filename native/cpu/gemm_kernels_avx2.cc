@@ -16,9 +16,10 @@ namespace gpt2::cpu::gemm {
 namespace {
 
 struct Avx2Ops : VecTypes<8> {
-  static V fma(V a, V b, V c) { return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+  GPT2_VINLINE V bcast(const float* p) { return (V)_mm256_broadcast_ss(p); }
+  GPT2_VINLINE V fma(V a, V b, V c) { return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
   // vdpbf16ps emulated: products of bf16 values are exact in fp32, so fma = multiply + add.
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     const VU hi = VU{} + 0xffff0000u;
     acc = fma((V)(a & hi), (V)(b & hi), acc);
     return fma((V)(a << 16), (V)(b << 16), acc);
@@ -28,7 +29,13 @@ using Avx2Gemm = Gemm<Avx2Ops, 6>;
 
 // 64-byte vectors on AVX2: each operation is done on the two 32-byte halves.
 struct WideEmulatedOps : VecTypes<16> {
-  static V fma(V a, V b, V c) {
+  GPT2_VINLINE V bcast(const float* p) {
+    const __m256 h[2] = {_mm256_broadcast_ss(p), _mm256_broadcast_ss(p)};
+    V r;
+    std::memcpy(&r, h, sizeof r);
+    return r;
+  }
+  GPT2_VINLINE V fma(V a, V b, V c) {
     __m256 ah[2], bh[2], ch[2];
     std::memcpy(ah, &a, sizeof a);
     std::memcpy(bh, &b, sizeof b);
@@ -39,7 +46,7 @@ struct WideEmulatedOps : VecTypes<16> {
     std::memcpy(&r, ch, sizeof r);
     return r;
   }
-  static V dpbf16(V acc, VU a, VU b) {
+  GPT2_VINLINE V dpbf16(V acc, VU a, VU b) {
     const VU hi = VU{} + 0xffff0000u;
     acc = fma((V)(a & hi), (V)(b & hi), acc);
     return fma((V)(a << 16), (V)(b << 16), acc);

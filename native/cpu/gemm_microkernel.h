@@ -8,15 +8,24 @@
 // template for the baseline path (one-definition-rule merging of inline functions).
 //
 // An Ops type provides:  W (lanes), V (float vector, GCC vector extension), VU (uint32
-// vector), fma(a, b, c) = a*b + c, and dpbf16(acc, a_pairs, b_pairs) = vdpbf16ps.
+// vector), fma(a, b, c) = a*b + c, bcast(const float*) (all lanes = *p, from memory), and
+// dpbf16(acc, a_pairs, b_pairs) = vdpbf16ps.
 #pragma once
 #include <cstdint>
 #include <cstring>
 
 #include "cpu/gemm_internal.h"
 
+// 64-byte vector types are used on non-AVX-512 targets (the emulated wide template); they
+// never cross a real call boundary, so the psABI note about passing them is moot.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace gpt2::cpu::gemm {
 namespace {
+
+// Vector helpers are always inlined: 64-byte vectors passed by value between real calls
+// would hit the psABI question (and a warning) on targets without AVX-512.
+#define GPT2_VINLINE __attribute__((always_inline)) static inline
 
 template <int W_>
 struct VecTypes {
@@ -28,6 +37,21 @@ struct VecTypes {
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// bf16 round-to-nearest-even (local copies: see the note on the unnamed namespace).
+inline uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_value(uint16_t h) {
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 // ---------------------------------------------------------------------------------------
 // Vectorised math for the epilogue. Accuracy goal: ~1e-7 relative (a few ulps) against
 // activation_reference, except where the result underflows towards zero.
@@ -35,13 +59,13 @@ template <class Ops>
 struct VMath {
   using V = typename Ops::V;
   using VI = typename Ops::VI;
-  static V splat(float x) { return V{} + x; }
-  static V vmin(V a, V b) { return a < b ? a : b; }
-  static V vmax(V a, V b) { return a > b ? a : b; }
+  GPT2_VINLINE V splat(float x) { return V{} + x; }
+  GPT2_VINLINE V vmin(V a, V b) { return a < b ? a : b; }
+  GPT2_VINLINE V vmax(V a, V b) { return a > b ? a : b; }
 
   // e^x: Cody-Waite reduction x = n*ln2 + r, |r| <= ln2/2, then a degree-6 polynomial
   // (the classic expf minimax coefficients), then scale by 2^n built in the exponent.
-  static V exp(V x_in) {
+  GPT2_VINLINE V exp(V x_in) {
     const V x = vmax(vmin(x_in, splat(88.0f)), splat(-87.0f));
     const V magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
     const V t = x * splat(1.44269504088896341f) + magic;
@@ -65,7 +89,7 @@ struct VMath {
 
   // gelu_new(x) = 0.5 x (1 + tanh(u)) = x * sigmoid(2u) = x / (1 + e^(-2u)),
   // u = sqrt(2/pi) (x + 0.044715 x^3): no cancellation for negative x.
-  static V gelu_new(V x) {
+  GPT2_VINLINE V gelu_new(V x) {
     // -2u = x (-2c - 2c 0.044715 x^2): fewest roundings of the exponent.
     const V arg = x * (splat(-1.5957691216057308f) + splat(-0.0713548162726009f) * (x * x));
     return x / (splat(1.0f) + exp(arg));
@@ -74,7 +98,7 @@ struct VMath {
   // erfc(z) for z >= 0 (Numerical Recipes' erfcc, fractional error < 1.2e-7):
   //   t = 1/(1 + z/2), erfc = t * exp(-z^2 + P(t)). z^2 is split exactly (Dekker) into
   //   hi + lo so the large exponent is not rounded: exp(-hi) * exp(P(t) - lo).
-  static V erfc_pos(V z) {
+  GPT2_VINLINE V erfc_pos(V z) {
     const V t = splat(1.0f) / (splat(1.0f) + splat(0.5f) * z);
     V p = splat(0.17087277f);
     p = p * t + splat(-0.82215223f);
@@ -93,16 +117,16 @@ struct VMath {
     return t * exp(-hi) * exp(p - lo);
   }
   // gelu(x) = 0.5 x (1 + erf(x/sqrt2)) = 0.5 x (2 - erfc(z)) for x >= 0, 0.5 x erfc(-z) below.
-  static V gelu(V x) {
+  GPT2_VINLINE V gelu(V x) {
     const V z = x * splat(0.7071067811865476f);
     const V az = vmax(z, -z);
     const V e = erfc_pos(az);
     const V s = x >= splat(0.0f) ? splat(2.0f) - e : e;
     return splat(0.5f) * x * s;
   }
-  static V silu(V x) { return x / (splat(1.0f) + exp(-x)); }
+  GPT2_VINLINE V silu(V x) { return x / (splat(1.0f) + exp(-x)); }
   // tanh: odd polynomial below 0.625 (relative accuracy near 0), 1 - 2/(e^2|x| + 1) above.
-  static V tanh(V x) {
+  GPT2_VINLINE V tanh(V x) {
     const V ax = vmax(x, -x);
     const V x2 = x * x;
     V p = splat(-5.70498872745e-3f);
@@ -115,9 +139,9 @@ struct VMath {
     big = x < splat(0.0f) ? -big : big;
     return ax < splat(0.625f) ? small : big;
   }
-  static V relu(V x) { return x > splat(0.0f) ? x : splat(0.0f); }
+  GPT2_VINLINE V relu(V x) { return x > splat(0.0f) ? x : splat(0.0f); }
 
-  static V activate(Activation a, V x) {
+  GPT2_VINLINE V activate(Activation a, V x) {
     switch (a) {
       case Activation::None: return x;
       case Activation::GeluNew: return gelu_new(x);
@@ -135,19 +159,21 @@ template <class Ops, int MR>
 struct Gemm {
   static constexpr int W = Ops::W;
   static constexpr int NR = 2 * W;
+  static constexpr int kPrefetchFloats = 1024;  // 4 KB ahead
   using V = typename Ops::V;
   using VU = typename Ops::VU;
   using M = VMath<Ops>;
 
-  static V load(const float* p) { return *reinterpret_cast<const V*>(p); }  // aligned (packed B)
-  static VU loadu32(const void* p) { return *reinterpret_cast<const VU*>(p); }
-  static V loadu(const float* p) {
+  GPT2_VINLINE V load(const float* p) { return *reinterpret_cast<const V*>(p); }  // aligned (packed B)
+  GPT2_VINLINE VU loadu32(const void* p) { return *reinterpret_cast<const VU*>(p); }
+  GPT2_VINLINE V loadu(const float* p) {
     V v;
     std::memcpy(&v, p, sizeof v);
     return v;
   }
-  static void storeu(float* p, V v) { std::memcpy(p, &v, sizeof v); }
-  static V bcast(float x) { return V{} + x; }
+  GPT2_VINLINE void storeu(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  // Broadcast from memory: a pure load (vbroadcastss m32), no shuffle-pipe uop.
+  GPT2_VINLINE V bcast(const float* p) { return Ops::bcast(p); }
 
   template <int R>
   static void store_tile(V (&c0)[R], V (&c1)[R], float* c, int64_t ldc, bool accumulate) {
@@ -171,10 +197,13 @@ struct Gemm {
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++) c0[i] = c1[i] = V{};
     for (int64_t k = 0; k < kc; k++) {
+      // Few rows: B streams from memory (decode), prefetch it further ahead than the
+      // hardware prefetcher does.
+      if constexpr (R <= 4) __builtin_prefetch(b + k * NR + kPrefetchFloats);
       const V b0 = load(b + k * NR), b1 = load(b + k * NR + W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const V ai = bcast(kPackedA ? a[k * MR + i] : a[i * lda + k]);
+        const V ai = bcast(kPackedA ? &a[k * MR + i] : &a[i * lda + k]);
         c0[i] = Ops::fma(ai, b0, c0[i]);
         c1[i] = Ops::fma(ai, b1, c1[i]);
       }
@@ -199,8 +228,8 @@ struct Gemm {
       const V o0 = (V)(p0 & hi_mask), o1 = (V)(p1 & hi_mask);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const V ae = bcast(kPackedA ? a[k * MR + i] : a[i * lda + k]);
-        const V ao = bcast(kPackedA ? a[(k + 1) * MR + i] : a[i * lda + k + 1]);
+        const V ae = bcast(kPackedA ? &a[k * MR + i] : &a[i * lda + k]);
+        const V ao = bcast(kPackedA ? &a[(k + 1) * MR + i] : &a[i * lda + k + 1]);
         c0[i] = Ops::fma(ae, e0, c0[i]);
         c1[i] = Ops::fma(ae, e1, c1[i]);
         c0[i] = Ops::fma(ao, o0, c0[i]);
@@ -212,7 +241,7 @@ struct Gemm {
       const V e0 = (V)(p0 << 16), e1 = (V)(p1 << 16);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const V ae = bcast(kPackedA ? a[k * MR + i] : a[i * lda + k]);
+        const V ae = bcast(kPackedA ? &a[k * MR + i] : &a[i * lda + k]);
         c0[i] = Ops::fma(ae, e0, c0[i]);
         c1[i] = Ops::fma(ae, e1, c1[i]);
       }
@@ -232,7 +261,7 @@ struct Gemm {
       const VU b0 = loadu32(b + kp * 2 * NR), b1 = loadu32(b + kp * 2 * NR + 2 * W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
-        const VU ai = VU{} + a[kp * MR + i];
+        const VU ai = (VU)Ops::bcast(reinterpret_cast<const float*>(&a[kp * MR + i]));
         c0[i] = Ops::dpbf16(c0[i], ai, b0);
         c1[i] = Ops::dpbf16(c1[i], ai, b1);
       }
@@ -262,14 +291,19 @@ struct Gemm {
     }
   }
 
-  // A[m0.., k0..k0+kl) -> per MR-row tile t: [kl][MR] floats (rows past m1 are zero).
+  // Row tiles of a block: as even as possible (8 rows -> 4 + 4, not 6 + 2), since a tile
+  // of few rows has too few independent accumulators to cover the FMA latency.
+  static int64_t tile_count(int64_t rows) { return (rows + MR - 1) / MR; }
+  static int64_t tile_begin(int64_t rows, int64_t t) { return t * rows / tile_count(rows); }
+
+  // A[m0.., k0..k0+kl) -> per row tile t: [kl][MR] floats at t*MR*kl (unused rows zero).
   static void pack_a_f32(const float* A, int64_t lda, int64_t rows, int64_t kl, float* dst) {
-    for (int64_t t = 0; t * MR < rows; t++) {
+    for (int64_t t = 0; t < tile_count(rows); t++) {
+      const int64_t b = tile_begin(rows, t), h = tile_begin(rows, t + 1) - b;
       float* d = dst + t * MR * kl;
       for (int i = 0; i < MR; i++) {
-        const int64_t row = t * MR + i;
-        if (row < rows) {
-          const float* s = A + row * lda;
+        if (i < h) {
+          const float* s = A + (b + i) * lda;
           for (int64_t k = 0; k < kl; k++) d[k * MR + i] = s[k];
         } else {
           for (int64_t k = 0; k < kl; k++) d[k * MR + i] = 0.0f;
@@ -280,21 +314,27 @@ struct Gemm {
   // Same, rounded to bf16 pairs: [ceil(kl/2)][MR] uint32, low half = even k.
   static void pack_a_bf16_pairs(const float* A, int64_t lda, int64_t rows, int64_t kl, uint32_t* dst) {
     const int64_t kp_n = (kl + 1) / 2;
-    for (int64_t t = 0; t * MR < rows; t++) {
+    for (int64_t t = 0; t < tile_count(rows); t++) {
+      const int64_t b = tile_begin(rows, t), h = tile_begin(rows, t + 1) - b;
       uint32_t* d = dst + t * MR * kp_n;
       for (int i = 0; i < MR; i++) {
-        const int64_t row = t * MR + i;
         for (int64_t kp = 0; kp < kp_n; kp++) {
           uint32_t v = 0;
-          if (row < rows) {
-            const float* s = A + row * lda + 2 * kp;
-            v = float_to_bf16(s[0]);
-            if (2 * kp + 1 < kl) v |= uint32_t(float_to_bf16(s[1])) << 16;
+          if (i < h) {
+            const float* s = A + (b + i) * lda + 2 * kp;
+            v = bf16_bits(s[0]);
+            if (2 * kp + 1 < kl) v |= uint32_t(bf16_bits(s[1])) << 16;
           }
           d[kp * MR + i] = v;
         }
       }
     }
+  }
+  // A bf16 panel's K block -> fp32 [kl][NR] (for many row tiles, expanding once and
+  // running the fp32 kernel beats expanding in every tile's inner loop).
+  static void expand_b(const uint16_t* b, int64_t kl, float* dst) {
+    for (int64_t k = 0; k < kl; k++)
+      for (int c = 0; c < NR; c++) dst[k * NR + c] = bf16_value(b[(k / 2) * 2 * NR + 2 * c + (k & 1)]);
   }
 
   // dst[r, n] = act(src[r, n] + bias[n]) + residual[r, n], for a tile of rows x cols.
@@ -357,9 +397,16 @@ struct Gemm {
                             ? static_cast<const void*>(static_cast<const float*>(g.B) + p * g.panel_stride + k0 * NR)
                             : static_cast<const void*>(static_cast<const uint16_t*>(g.B) + p * g.panel_stride +
                                                        k0 * NR);
-        for (int64_t m = g.m0; m < g.m1; m += MR) {
-          const int r = static_cast<int>(imin(MR, g.m1 - m));
-          const int64_t t = (m - g.m0) / MR;
+        // bf16 weights and several row tiles: expand the block once, then fp32 kernels.
+        constexpr bool kCanExpandOnce = kMode == kBf16Expand;
+        const bool expand_once = kCanExpandOnce && tile_count(rows) > 1 && g.scratch_b;
+        if (expand_once) {
+          expand_b(static_cast<const uint16_t*>(b), kl, g.scratch_b);
+          b = g.scratch_b;
+        }
+        for (int64_t t = 0; t < tile_count(rows); t++) {
+          const int64_t m = g.m0 + tile_begin(rows, t);
+          const int r = static_cast<int>(tile_begin(rows, t + 1) - tile_begin(rows, t));
           float* c = edge ? g.scratch_c + (m - g.m0) * NR : g.C + m * g.ldc + n0;
           const int64_t ldc = edge ? NR : g.ldc;
           const bool preloaded = g.c_preloaded && !edge;
@@ -369,9 +416,15 @@ struct Gemm {
                                                                          t * a_tile)
                                               : static_cast<const void*>(static_cast<const float*>(g.scratch_a) +
                                                                          t * a_tile);
-            call<kMode, true>(r, a, 0, b, kl, c, ldc, accumulate);
+            if (kCanExpandOnce && expand_once)
+              call<kF32, true>(r, a, 0, b, kl, c, ldc, accumulate);
+            else
+              call<kMode, true>(r, a, 0, b, kl, c, ldc, accumulate);
           } else {
-            call<kMode, false>(r, g.A + m * g.lda + k0, g.lda, b, kl, c, ldc, accumulate);
+            if (kCanExpandOnce && expand_once)
+              call<kF32, false>(r, g.A + m * g.lda + k0, g.lda, b, kl, c, ldc, accumulate);
+            else
+              call<kMode, false>(r, g.A + m * g.lda + k0, g.lda, b, kl, c, ldc, accumulate);
           }
           if (last) {
             const float* res = g.residual && !preloaded ? g.residual + m * g.ldr + n0 : nullptr;

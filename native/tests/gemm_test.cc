@@ -39,7 +39,7 @@ struct IsaCase {
 };
 // The kernel sets this machine can run (after the GPT2_CPU_ISA cap).
 std::vector<IsaCase> available_isas() {
-  std::vector<IsaCase> out = {{Isa::Baseline, "baseline"}};
+  std::vector<IsaCase> out = {{Isa::Baseline, "baseline"}, {Isa::AmxEmulated, "amx-emulated"}};
   if (cpu_features().has_avx2()) {
     out.push_back({Isa::Avx2, "avx2"});
     out.push_back({Isa::Avx2WideEmulated, "avx512-emulated"});
@@ -204,6 +204,27 @@ TEST(bf16_all_paths) {
         seed++;
       }
   }
+  gemm::set_isa_for_testing(Isa::Auto);
+}
+
+TEST(bf16_amx_tiles_emulated) {
+  // The AMX block (M >= 32, K % 32 == 0) with emulated tile instructions, and the same
+  // shapes through the vdpbf16ps path (AMX off): both round A to bf16.
+  const Shape shapes[] = {{32, 32, 32}, {40, 64, 70}, {100, 96, 33}, {64, 768, 64}, {33, 160, 1}};
+  gemm::set_isa_for_testing(Isa::AmxEmulated);
+  CHECK(gemm::select_kernels()->block_amx != nullptr);
+  uint32_t seed = 500;
+  for (gemm::Bf16Path path : {gemm::Bf16Path::Auto, gemm::Bf16Path::NoAmx}) {
+    gemm::set_bf16_path_for_testing(path);
+    for (const Shape& s : shapes)
+      for (bool tr : {false, true}) {
+        const ResidualMode r = seed % 3 == 0 ? ResidualMode::AliasC : (seed % 3 == 1 ? ResidualMode::Separate : ResidualMode::None);
+        check_case("amx-emulated", s, tr, WeightType::BF16, true, seed % 2 == 0, seed % 4 == 0 ? Activation::GeluNew : Activation::None, r,
+                   seed % 5 == 0 ? 3 : 0, seed % 7 == 0 ? 2 : 0, seed);
+        seed++;
+      }
+  }
+  gemm::set_bf16_path_for_testing(gemm::Bf16Path::Auto);
   gemm::set_isa_for_testing(Isa::Auto);
 }
 

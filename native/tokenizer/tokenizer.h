@@ -81,7 +81,7 @@ class Tokenizer {
   struct Builder;
   friend struct Builder;
 
-  void encode_piece(const uint8_t* bytes, size_t n, std::vector<uint32_t>& out) const;
+  void encode_piece(const uint8_t* bytes, size_t n, uint64_t hash, std::vector<uint32_t>& out) const;
 
   // Merge of the pair (a, b): its rank and the id of the merged token.
   struct MergeSlot {
@@ -106,6 +106,9 @@ class Tokenizer {
   std::vector<uint8_t> token_present_;    // ids may have gaps
   std::array<uint32_t, 256> byte_token_{};  // id of each single-byte token
   std::vector<MergeSlot> merges_;         // open addressing, power-of-two size
+  std::vector<uint32_t> merged_by_rank_;  // rank -> merged token id
+  std::vector<uint32_t> byte_pair_rank_;  // [b0 * 256 + b1] -> rank of merging two byte tokens
+                                          // (every BPE starts with these lookups; 256 KB, no hashing)
   uint64_t merge_mask_ = 0;
   struct WholeSlot {
     uint64_t prefix;       // the token's first 8 bytes (zero padded): short tokens compare in place
