@@ -8,7 +8,9 @@
     "cflags": ["-O3", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
     "cflags_cc": ["-std=c++20", "-fexceptions"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
-    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"]
+    # SWALLOW_UNTHROWABLE: a worker_thread terminated while in a native call makes napi_throw
+    # fail; without it node-addon-api rethrows in C++ and the whole process aborts.
+    "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"]
   },
   "targets": [
     {

@@ -1,4 +1,8 @@
+import { resolve } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+// The cusim project loads the plugin built by `node scripts/build-cuda.mjs --cusim`.
+const cusimPlugin = resolve(import.meta.dirname, 'build-cusim/libgpt2_cuda.so');
 
 // The default project runs everywhere (CPU, plus the CUDA plugin's no-device path).
 // `cusim` runs the CUDA kernels under ../shared/cusim (npm run test:cusim).
@@ -15,7 +19,11 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 'cusim', include: ['tests/cusim/**/*.test.ts'] },
+        test: {
+          name: 'cusim',
+          include: ['tests/cusim/**/*.test.ts'],
+          env: { GPT2_CUDA_PLUGIN: process.env.GPT2_CUDA_PLUGIN ?? cusimPlugin },
+        },
       },
       {
         extends: true,

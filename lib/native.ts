@@ -17,13 +17,39 @@ export interface NativeCpuInfo {
   defaultThreads: number;
 }
 
+export interface NativeCudaDevice {
+  index: number;
+  name: string;
+  /** "major.minor", e.g. "9.0" */
+  computeCapability: string;
+  /** bytes */
+  totalMemory: number;
+  multiprocessors: number;
+}
+
+export interface NativeCudaInfo {
+  available: boolean;
+  /** Why CUDA is not usable (null when available). */
+  reason: string | null;
+  /** The plugin that was loaded or tried (null when none was found). */
+  pluginPath: string | null;
+  /** CUDA encoding (12040 = 12.4); 0 = no driver installed; null = unknown. */
+  driverVersion: number | null;
+  /** The plugin's CUDA runtime version; null = unknown. */
+  runtimeVersion: number | null;
+  devices: NativeCudaDevice[];
+}
+
 export interface NativeInfo {
   cpu: NativeCpuInfo;
+  cuda: NativeCudaInfo;
   [key: string]: unknown;
 }
 
 export interface NativeBinding {
   info(): NativeInfo;
+  /** Runs the CUDA plugin's round-trip kernel on a device; throws (code ERR_GPT2_CUDA) on failure. */
+  cudaSelfTest(device?: number): true;
   [key: string]: unknown;
 }
 

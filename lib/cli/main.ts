@@ -1,20 +1,88 @@
 #!/usr/bin/env node
-// gpt2-node command line. Commands are added as the library grows (see DESIGN.md).
-import { info } from '../info.js';
+// gpt2-node command line. One module per command under lib/cli/ (see command.ts); commands
+// are imported only when run, so `--help` does not load the native addon.
+// Exit codes: 0 ok, 1 runtime error, 2 usage error. Errors are printed as one line on stderr.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseCommandArgs, UsageError, type CliCommand } from './command.js';
 
-const [command, ...rest] = process.argv.slice(2);
-const json = rest.includes('--json');
-
-switch (command) {
-  case 'info': {
-    const i = info();
-    if (json) console.log(JSON.stringify(i, null, 2));
-    else {
-      console.log(`CPU: ${i.cpu.brand} (${i.cpu.isa}), ${i.cpu.defaultThreads} threads`);
-    }
-    break;
-  }
-  default:
-    console.error(`usage: gpt2-node <info> [--json]`);
-    process.exitCode = command ? 2 : 0;
+interface CommandEntry {
+  summary: string;
+  load: () => Promise<CliCommand>;
 }
+
+// Add new commands here (DESIGN.md: pull, tokenize, generate, embed, serve, bench).
+const commands: Record<string, CommandEntry> = {
+  info: { summary: 'show CPU features, threads and CUDA status', load: async () => (await import('./info.js')).command },
+};
+
+function version(): string {
+  const pkg = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'package.json');
+  return (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+}
+
+function mainHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((n) => n.length));
+  const list = Object.entries(commands)
+    .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+    .join('\n');
+  return `usage: gpt2-node <command> [options]
+
+Commands:
+${list}
+
+Every command takes --json (machine-readable output) and --help.
+Options: -h, --help  show this help;  -v, --version  print the version`;
+}
+
+const out = (text: string) => process.stdout.write(`${text}\n`);
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    process.stderr.write(`${mainHelp()}\n`);
+    return 2;
+  }
+  if (name === '-h' || name === '--help' || name === 'help') {
+    out(mainHelp());
+    return 0;
+  }
+  if (name === '-v' || name === '--version') {
+    out(version());
+    return 0;
+  }
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!entry) throw new UsageError(`unknown command '${name}' (commands: ${Object.keys(commands).join(', ')})`);
+  const command = await entry.load();
+  const { values, positionals } = parseCommandArgs(command, rest);
+  if (values.help) {
+    out(command.help);
+    return 0;
+  }
+  await command.run({ values, positionals, json: values.json === true, out });
+  return 0;
+}
+
+function oneLine(err: unknown): string {
+  const e = err as { message?: unknown; code?: unknown };
+  const msg = typeof e?.message === 'string' ? e.message : String(err);
+  const code = typeof e?.code === 'string' && e.code.startsWith('ERR_GPT2') ? ` [${e.code}]` : '';
+  return `${msg.replace(/\s*\n\s*/g, ' ')}${code}`;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`gpt2-node: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`gpt2-node: error: ${oneLine(err)}\n`);
+      if (process.env.GPT2_DEBUG) console.error(err);
+      process.exitCode = 1;
+    }
+  },
+);

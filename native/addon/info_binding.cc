@@ -4,10 +4,64 @@
 #include "addon/addon_data.h"
 #include "addon/js_errors.h"
 #include "core/cpu_features.h"
+#include "core/cuda_loader.h"
+#include "core/error.h"
 #include "core/thread_pool.h"
 
 namespace gpt2::addon {
 namespace {
+
+Napi::Value OptionalNumber(Napi::Env env, int v) {
+  return v < 0 ? env.Null() : Napi::Value(Napi::Number::New(env, v));
+}
+
+Napi::Value OptionalString(Napi::Env env, const std::string& s) {
+  return s.empty() ? env.Null() : Napi::Value(Napi::String::New(env, s));
+}
+
+// info().cuda: whether the CUDA plugin is usable, why not, and what it found.
+Napi::Object CudaInfo(Napi::Env env) {
+  const CudaStatus& st = cuda_status();
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("available", st.available);
+  cuda.Set("reason", st.available ? env.Null() : Napi::Value(Napi::String::New(env, st.reason)));
+  cuda.Set("pluginPath", OptionalString(env, st.plugin_path));
+  cuda.Set("driverVersion", OptionalNumber(env, st.driver_version));
+  cuda.Set("runtimeVersion", OptionalNumber(env, st.runtime_version));
+  Napi::Array devices = Napi::Array::New(env, st.devices.size());
+  for (size_t i = 0; i < st.devices.size(); i++) {
+    const CudaDeviceInfo& d = st.devices[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", d.index);
+    o.Set("name", d.name);
+    o.Set("computeCapability", std::to_string(d.compute_major) + "." + std::to_string(d.compute_minor));
+    o.Set("totalMemory", static_cast<double>(d.total_memory));
+    o.Set("multiprocessors", d.multiprocessors);
+    devices.Set(static_cast<uint32_t>(i), o);
+  }
+  cuda.Set("devices", devices);
+  return cuda;
+}
+
+// cudaSelfTest(device = 0): runs the plugin's round-trip kernel; throws (code
+// ERR_GPT2_CUDA) with what went wrong, including when CUDA is not available.
+Napi::Value CudaSelfTest(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    int device = 0;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      if (!info[0].IsNumber()) throw_type_error("cudaSelfTest: device must be a number");
+      double d = info[0].As<Napi::Number>().DoubleValue();
+      if (!(d >= 0 && d < 1024) || d != static_cast<int>(d)) {
+        throw_range_error("cudaSelfTest: device must be an integer in [0, 1024)");
+      }
+      device = static_cast<int>(d);
+    }
+    std::string err = cuda_self_test(device);
+    if (!err.empty()) throw Error(ErrorKind::Error, code::kCuda, err);
+    return Napi::Boolean::New(env, true);
+  });
+}
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -34,6 +88,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
     cpu.Set("defaultThreads", ThreadPool::default_threads());
     Napi::Object out = Napi::Object::New(env);
     out.Set("cpu", cpu);
+    out.Set("cuda", CudaInfo(env));
     return out;
   });
 }
@@ -42,6 +97,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 void InitInfo(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("cudaSelfTest", Napi::Function::New(env, CudaSelfTest, "cudaSelfTest"));
 }
 
 }  // namespace gpt2::addon

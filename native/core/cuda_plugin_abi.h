@@ -1,0 +1,88 @@
+/* The C ABI between the addon (native/core/cuda_loader.cc) and the optional CUDA plugin
+ * libgpt2_cuda.so (cuda/). Plain C so that neither side depends on the other's C++ runtime
+ * details: no C++ types and no exceptions cross it.
+ *
+ * Rules that keep old addons and new plugins (and the reverse) safe:
+ * - gpt2_cuda_abi_version() returns (major << 16) | minor. The loader refuses a plugin whose
+ *   major differs from GPT2_CUDA_ABI_MAJOR, or whose minor is below what it needs.
+ * - New entry points (issue 6's Backend: alloc/copy, matmul, attention, ...) are added as new
+ *   exported functions and bump the minor; the loader resolves them with dlsym and treats a
+ *   missing one as "plugin too old". Changing or removing one bumps the major.
+ * - Structs that the plugin fills start with `size` (set by the caller to sizeof its struct);
+ *   the plugin writes only the fields that fit, so fields can be appended.
+ * - Every entry point returns a gpt2_cuda_status. On failure, gpt2_cuda_last_error() returns a
+ *   message for the calling thread (e.g. "cudaGetDeviceCount: CUDA driver version is
+ *   insufficient for CUDA runtime version (cudaErrorInsufficientDriver)"), valid until the next
+ *   call from that thread. Entry points never throw, exit or abort.
+ */
+#ifndef GPT2_CUDA_PLUGIN_ABI_H_
+#define GPT2_CUDA_PLUGIN_ABI_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GPT2_CUDA_ABI_MAJOR 1
+#define GPT2_CUDA_ABI_MINOR 0
+#define GPT2_CUDA_ABI_VERSION ((GPT2_CUDA_ABI_MAJOR << 16) | GPT2_CUDA_ABI_MINOR)
+
+/* Name of the plugin library file, as searched by the loader. */
+#define GPT2_CUDA_PLUGIN_FILE "libgpt2_cuda.so"
+
+#if defined(GPT2_CUDA_BUILDING_PLUGIN)
+#define GPT2_CUDA_API __attribute__((visibility("default")))
+#else
+#define GPT2_CUDA_API
+#endif
+
+typedef enum gpt2_cuda_status {
+  GPT2_CUDA_OK = 0,
+  GPT2_CUDA_ERROR_CUDA = 1,            /* a CUDA runtime call failed (message has its name) */
+  GPT2_CUDA_ERROR_INVALID_ARGUMENT = 2, /* bad pointer, index or size from the caller */
+  GPT2_CUDA_ERROR_OUT_OF_MEMORY = 3,   /* host or device allocation failed */
+  GPT2_CUDA_ERROR_NOT_INITIALIZED = 4, /* gpt2_cuda_init() was not called or failed */
+  GPT2_CUDA_ERROR_CHECK_FAILED = 5,    /* a self-test computed a wrong result */
+  GPT2_CUDA_ERROR_INTERNAL = 6         /* unexpected failure inside the plugin */
+} gpt2_cuda_status;
+
+typedef struct gpt2_cuda_device_info {
+  uint32_t size;                 /* in: sizeof(gpt2_cuda_device_info) of the caller */
+  int32_t index;                 /* CUDA device ordinal */
+  char name[256];                /* NUL-terminated */
+  int32_t compute_major;         /* compute capability, e.g. 9 and 0 for sm_90 */
+  int32_t compute_minor;
+  uint64_t total_memory;         /* bytes of device memory */
+  int32_t multiprocessors;       /* SM count */
+  int32_t max_shared_memory_per_block_optin; /* bytes, with cudaFuncSetAttribute opt-in */
+  int32_t l2_cache_bytes;
+  int32_t memory_bus_width_bits;
+  int32_t pci_bus_id;
+  int32_t pci_device_id;
+} gpt2_cuda_device_info;
+
+/* Version and error reporting: callable at any time, before or without init. */
+GPT2_CUDA_API uint32_t gpt2_cuda_abi_version(void);
+GPT2_CUDA_API const char* gpt2_cuda_last_error(void);
+/* CUDA runtime version this plugin was built with and the installed driver's version, in
+ * CUDA's encoding (1000 * major + 10 * minor; driver 0 means no driver is installed). */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_runtime_version(int32_t* version);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_driver_version(int32_t* version);
+
+/* Initialises the CUDA runtime (idempotent, thread-safe). Fails with the reason when no driver
+ * or device is usable. */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_init(void);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_device_count(int32_t* count);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_device_info_get(int32_t device, gpt2_cuda_device_info* info);
+
+/* Runs a small kernel on `device` (a host -> device -> kernel -> host round trip with a block
+ * reduction) and checks the result against the same computation on the host. */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_self_test(int32_t device);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GPT2_CUDA_PLUGIN_ABI_H_ */
