@@ -8,6 +8,7 @@ import { native, packageRoot } from './native.js';
 /** The raw binding's tokenizer object (native/addon/tokenizer_binding.cc). */
 export interface NativeTokenizer {
   encode(text: string, allowedSpecial?: 'all' | readonly string[]): Uint32Array;
+  encodeInto(text: string, scratch: Uint32Array, allowedSpecial?: 'all' | readonly string[]): number | Uint32Array;
   count(text: string, allowedSpecial?: 'all' | readonly string[]): number;
   encodeBatch(texts: readonly string[], allowedSpecial?: 'all' | readonly string[]): Promise<Uint32Array[]>;
   decode(ids: Uint32Array): string;
@@ -44,6 +45,9 @@ export const nativeTokenizer: unique symbol = Symbol('gpt2-node.nativeTokenizer'
 
 /** Bundled GPT-2 vocabulary (vocab.json + merges.txt, byte-identical to Hugging Face's). */
 export const gpt2AssetDir = join(packageRoot, 'assets', 'gpt2');
+
+// Short encodes land here (per environment: every worker has its own module instance).
+const scratch = new Uint32Array(4096);
 
 function toIds(ids: ArrayLike<number>): Uint32Array {
   if (ids instanceof Uint32Array) return ids;
@@ -99,7 +103,8 @@ export class Tokenizer {
 
   encode(text: string, opts?: EncodeOptions): Uint32Array {
     const allowed = opts?.allowedSpecial;
-    return allowed === undefined ? this.#native.encode(text) : this.#native.encode(text, allowed);
+    const r = allowed === undefined ? this.#native.encodeInto(text, scratch) : this.#native.encodeInto(text, scratch, allowed);
+    return typeof r === 'number' ? scratch.slice(0, r) : r;
   }
 
   /** Encodes many texts in parallel on the compute threads, off the event loop. The

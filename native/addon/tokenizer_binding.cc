@@ -45,6 +45,7 @@ class NativeTokenizer : public Napi::ObjectWrap<NativeTokenizer> {
     return DefineClass(env, "NativeTokenizer",
                        {
                            InstanceMethod<&NativeTokenizer::Encode>("encode"),
+                           InstanceMethod<&NativeTokenizer::EncodeInto>("encodeInto"),
                            InstanceMethod<&NativeTokenizer::Count>("count"),
                            InstanceMethod<&NativeTokenizer::EncodeBatch>("encodeBatch"),
                            InstanceMethod<&NativeTokenizer::Decode>("decode"),
@@ -108,6 +109,37 @@ class NativeTokenizer : public Napi::ObjectWrap<NativeTokenizer> {
       encode_into(info, ids);
       Napi::Value out = to_uint32_array(info.Env(), ids);
       if (ids.capacity() > (1u << 20)) std::vector<uint32_t>().swap(ids);  // don't pin huge buffers
+      return out;
+    });
+  }
+
+  // encodeInto(text, scratch: Uint32Array, allowedSpecial?): writes the ids into scratch
+  // and returns their count when they fit, else returns a new Uint32Array. Short texts
+  // then cost no ArrayBuffer creation here: JS copies scratch.slice(0, n), which V8
+  // allocates much faster than an N-API ArrayBuffer.
+  Napi::Value EncodeInto(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      static thread_local std::vector<uint32_t> ids;
+      if (info.Length() < 2 || !info[1].IsTypedArray() ||
+          info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+        throw_type_error("scratch must be a Uint32Array");
+      Napi::Uint32Array scratch = info[1].As<Napi::Uint32Array>();
+      static thread_local std::string buf;
+      Napi::Env env = info.Env();
+      if (!info[0].IsString()) throw_type_error("text must be a string");
+      std::string_view text = utf8_of(env, info[0], buf);
+      ids.clear();
+      if (info.Length() >= 3 && !info[2].IsUndefined()) {
+        tok_->encode(text, allowed_of(info[2]), ids);
+      } else {
+        tok_->encode_ordinary(text, ids);
+      }
+      if (ids.size() <= scratch.ElementLength()) {
+        if (!ids.empty()) std::memcpy(scratch.Data(), ids.data(), ids.size() * sizeof(uint32_t));
+        return Napi::Number::New(env, static_cast<double>(ids.size()));
+      }
+      Napi::Value out = to_uint32_array(env, ids);
+      if (ids.capacity() > (1u << 20)) std::vector<uint32_t>().swap(ids);
       return out;
     });
   }

@@ -515,6 +515,10 @@ void Tokenizer::bpe_uncached(const uint8_t* bytes, size_t n, std::vector<uint32_
 // Short pieces: an array of parts and the rank of each adjacent pair; merge the
 // lowest-ranked pair (leftmost on ties) until none is left. O(n^2), tiny n.
 void Tokenizer::bpe_small(const uint8_t* bytes, size_t n, std::vector<uint32_t>& out) const {
+  if (n > 64) {
+    bpe_large(bytes, n, out);
+    return;
+  }
   uint32_t ids[64];
   uint32_t ranks[64];
   for (size_t i = 0; i < n; i++) ids[i] = byte_token_[bytes[i]];
