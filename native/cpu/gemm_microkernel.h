@@ -196,6 +196,7 @@ struct Gemm {
     V c0[R], c1[R];
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++) c0[i] = c1[i] = V{};
+#pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
       // Few rows: B streams from memory (decode), prefetch it further ahead than the
       // hardware prefetcher does.
