@@ -196,6 +196,7 @@ struct Gemm {
     V c0[R], c1[R];
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++) c0[i] = c1[i] = V{};
+#pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
       // Few rows: B streams from memory (decode), prefetch it further ahead than the
       // hardware prefetcher does.
@@ -333,8 +334,16 @@ struct Gemm {
   // A bf16 panel's K block -> fp32 [kl][NR] (for many row tiles, expanding once and
   // running the fp32 kernel beats expanding in every tile's inner loop).
   static void expand_b(const uint16_t* b, int64_t kl, float* dst) {
-    for (int64_t k = 0; k < kl; k++)
-      for (int c = 0; c < NR; c++) dst[k * NR + c] = bf16_value(b[(k / 2) * 2 * NR + 2 * c + (k & 1)]);
+    const VU hi_mask = VU{} + 0xffff0000u;
+    for (int64_t k = 0; k < kl; k += 2) {
+      const VU p0 = loadu32(b + k * NR), p1 = loadu32(b + k * NR + 2 * W);
+      *reinterpret_cast<V*>(dst + k * NR) = (V)(p0 << 16);
+      *reinterpret_cast<V*>(dst + k * NR + W) = (V)(p1 << 16);
+      if (k + 1 < kl) {
+        *reinterpret_cast<V*>(dst + (k + 1) * NR) = (V)(p0 & hi_mask);
+        *reinterpret_cast<V*>(dst + (k + 1) * NR + W) = (V)(p1 & hi_mask);
+      }
+    }
   }
 
   // dst[r, n] = act(src[r, n] + bias[n]) + residual[r, n], for a tile of rows x cols.
@@ -399,7 +408,7 @@ struct Gemm {
                                                        k0 * NR);
         // bf16 weights and several row tiles: expand the block once, then fp32 kernels.
         constexpr bool kCanExpandOnce = kMode == kBf16Expand;
-        const bool expand_once = kCanExpandOnce && tile_count(rows) > 1 && g.scratch_b;
+        const bool expand_once = kCanExpandOnce && tile_count(rows) >= 3 && g.scratch_b;
         if (expand_once) {
           expand_b(static_cast<const uint16_t*>(b), kl, g.scratch_b);
           b = g.scratch_b;
