@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { argmax, now, serve, tokenIds, Unavailable } from '../lib/child.mjs';
 
-const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+// GPT2_NODE_DIST: another build of the package entry (e.g. a mock for checking this child).
+const dist = process.env.GPT2_NODE_DIST ?? fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 let model, warmed = new Set();
 
 const rows = (batch, tokens, offset = 0) =>

@@ -89,7 +89,7 @@ export class Child {
  * rate for that kind projects a measurement longer than maxSeconds skips it (result.skipped says why), so one
  * very slow peer cannot eat the whole run or hit the timeout (which kills its child).
  * opts: { rounds, timeoutMs, slowSeconds (after a measurement this long, that engine gets no more rounds
- *         of that workload), maxSeconds, verbose, log }
+ *         of that workload), maxSeconds, onWorkload(state) after each workload, verbose, log }
  * Returns [{ id, label, status: 'ok'|'unavailable', reason, info, peakRss, results: { [workloadId]:
  *          { median, samples: [tok/s...], error, skipped } } }]
  */
@@ -155,6 +155,7 @@ export async function runInterleaved(engines, workloads, opts = {}) {
         s.rates[w.kind] = Math.min(s.rates[w.kind] ?? Infinity, res.median);
       }
     }
+    opts.onWorkload?.(state);
     log(`  ${w.label}: ${live.map((s) => `${s.id} ${s.results[w.id].median?.toFixed(1) ?? 'failed'}`).join(', ')}`);
   }
   for (const s of live) {
