@@ -35,6 +35,12 @@ const threads = Number(args.threads);
 const quick = args.quick;
 const rounds = Number(args.rounds ?? (quick ? 1 : 5));
 
+// slowSeconds: a measurement slower than this ends that engine's rounds for that workload (one sample, no median).
+// maxSeconds: a measurement projected (from the engine's slowest rate so far for that kind) to take longer is skipped.
+const json_opts = {
+  slowSeconds: Number(args['slow-seconds'] ?? (quick ? 30 : 60)),
+  maxSeconds: Number(args['max-seconds'] ?? (quick ? 60 : 240)),
+};
 // Shapes. Quick mode: tiny shapes, one round, to check that every child runs end to end.
 const PROMPT = quick ? 4 : 32, STEPS = quick ? 2 : 32;
 const prefillShapes = quick ? [[1, 8], [2, 8]] : [[1, 128], [8, 128], [32, 64]];
@@ -46,8 +52,9 @@ let workloads = [
     msg: { op: 'prefill', batch, tokens, reps: batch * tokens <= 128 ? 2 : 1 },
   })),
   ...decodeBatches.map((batch) => ({
-    id: `decode-b${batch}`, label: `decode b${batch}`, kind: 'decode', tokens: batch * STEPS,
-    msg: { op: 'decode', batch, prompt: PROMPT, steps: STEPS, reps: 1 },
+    // The child stops early after maxSeconds (fewer steps, still a rate), so decode is never skipped.
+    id: `decode-b${batch}`, label: `decode b${batch}`, kind: 'decode', tokens: batch * STEPS, projectable: false,
+    msg: { op: 'decode', batch, prompt: PROMPT, steps: STEPS, reps: 1, maxSeconds: json_opts.maxSeconds / 2 },
   })),
 ];
 if (args.workloads) {
@@ -61,12 +68,6 @@ const machine = machineInfo(ROOT);
 console.error(`engine bench: ${machine.cpu} (${machine.simd.join(' ')}), ${machine.logicalCores} cores, node ${machine.node}`);
 console.error(`threads ${threads}, rounds ${rounds}${quick ? ' (quick)' : ''}, ${engines.length} engines, ${workloads.length} workloads`);
 const t0 = performance.now();
-// slowSeconds: a measurement slower than this ends that engine's rounds for that workload (one sample, no median).
-// maxSeconds: a measurement projected (from the engine's slowest rate so far for that kind) to take longer is skipped.
-const json_opts = {
-  slowSeconds: Number(args['slow-seconds'] ?? (quick ? 30 : 60)),
-  maxSeconds: Number(args['max-seconds'] ?? (quick ? 60 : 240)),
-};
 const name = args.out ?? (quick ? 'engine-cpu-quick' : 'engine-cpu');
 const state = await runInterleaved(engines, workloads, {
   rounds, verbose: args.verbose, ...json_opts,
@@ -99,7 +100,8 @@ a ${PROMPT}-token prompt, KV cache, all rows of the batch stepping together; tok
 ${markdownTable(state, workloads, { baseline: 'ort-f32', rounds })}
 
 ¹ fewer samples than rounds: a measurement took over ${json_opts.slowSeconds} s, so that engine ran it once. "skipped": its
-earlier rate projected one measurement at over ${json_opts.maxSeconds} s.
+earlier rate projected one measurement at over ${json_opts.maxSeconds} s. Decode stops early after ${json_opts.maxSeconds / 2} s
+(fewer steps; the rate still counts only the tokens done).
 
 Machine: ${machine.cpu}, ${machine.logicalCores} logical cores, SIMD: ${machine.simd.join(', ')}${
   machine.simd.some((f) => f.startsWith('amx')) ? '' : ' (no AMX)'}${machine.simd.includes('avx512f') ? '' : ' (no AVX-512)'};

@@ -22,17 +22,20 @@ function lastArgmax(o) {
   return argmax(o.logits, o.logits.length - vocab, vocab);
 }
 
-async function decodeOnce(batch, prompt, steps) {
+// Stops early (fewer steps) once maxSeconds have passed, so a very slow engine still gives a rate.
+async function decodeOnce(batch, prompt, steps, maxSeconds = Infinity) {
   const seqs = Array.from({ length: batch }, () => model.sequence());
   try {
     let outs = await Promise.all(seqs.map((s, b) => s.append(rows(1, prompt, b * 31)[0], { logits: 'last' })));
     let next = outs.map(lastArgmax);
     const t0 = now();
-    for (let step = 0; step < steps; step++) {
+    let step = 0;
+    while (step < steps && now() - t0 < maxSeconds) {
       outs = await Promise.all(seqs.map((s, b) => s.append(Uint32Array.of(next[b]), { logits: 'last' })));
       next = outs.map(lastArgmax);
+      step++;
     }
-    return now() - t0;
+    return { seconds: now() - t0, tokens: batch * step };
   } finally {
     for (const s of seqs) s.dispose();
   }
@@ -60,11 +63,14 @@ serve({
     for (let r = 0; r < reps; r++) { const t0 = now(); await prefillOnce(ids); seconds.push(now() - t0); }
     return { seconds, tokens: batch * tokens };
   },
-  async decode({ batch, prompt, steps, reps = 1 }) {
+  async decode({ batch, prompt, steps, reps = 1, maxSeconds }) {
     const key = 'decode';
     if (!warmed.has(key)) { await decodeOnce(1, prompt, 2); warmed.add(key); }
-    const seconds = [];
-    for (let r = 0; r < reps; r++) seconds.push(await decodeOnce(batch, prompt, steps));
-    return { seconds, tokens: batch * steps };
+    const seconds = [], tokens = [];
+    for (let r = 0; r < reps; r++) {
+      const m = await decodeOnce(batch, prompt, steps, maxSeconds);
+      seconds.push(m.seconds); tokens.push(m.tokens);
+    }
+    return { seconds, tokens };
   },
 });

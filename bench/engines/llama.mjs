@@ -34,14 +34,16 @@ async function prefillOnce(c, batch, tokens) {
   return t1;
 }
 
-async function decodeOnce(batch, prompt, steps) {
+// Stops early (fewer steps) once maxSeconds have passed, so a very slow engine still gives a rate.
+async function decodeOnce(batch, prompt, steps, maxSeconds = Infinity) {
   const c = await context(batch, 256, batch * prompt);
   const gens = c.seqs.map((s, b) => s.evaluate(row(b, prompt, b * 31), { temperature: 0, yieldEogToken: true }));
   try {
     await Promise.all(gens.map((g) => g.next()));      // prompt + first sampled token
     const t0 = now();
-    for (let step = 0; step < steps; step++) await Promise.all(gens.map((g) => g.next()));
-    return now() - t0;
+    let step = 0;
+    while (step < steps && now() - t0 < maxSeconds) { await Promise.all(gens.map((g) => g.next())); step++; }
+    return { seconds: now() - t0, tokens: batch * step };
   } finally {
     await Promise.all(gens.map((g) => g.return()));
     await Promise.all(c.seqs.map((s) => s.clearHistory()));
@@ -80,11 +82,14 @@ serve({
     for (let r = 0; r < reps; r++) { const t0 = now(); const t1 = await prefillOnce(c, batch, tokens); seconds.push(t1 - t0); }
     return { seconds, tokens: batch * tokens, flashAttention: c.flashAttention ?? null };
   },
-  async decode({ batch, prompt, steps, reps = 1 }) {
+  async decode({ batch, prompt, steps, reps = 1, maxSeconds }) {
     const key = 'decode';
     if (!warmed.has(key)) { await decodeOnce(1, prompt, 2); warmed.add(key); }
-    const seconds = [];
-    for (let r = 0; r < reps; r++) seconds.push(await decodeOnce(batch, prompt, steps));
-    return { seconds, tokens: batch * steps };
+    const seconds = [], tokens = [];
+    for (let r = 0; r < reps; r++) {
+      const m = await decodeOnce(batch, prompt, steps, maxSeconds);
+      seconds.push(m.seconds); tokens.push(m.tokens);
+    }
+    return { seconds, tokens };
   },
 });

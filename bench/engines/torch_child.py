@@ -54,21 +54,22 @@ def prefill(msg):
             t0 = time.perf_counter(); model(ids); seconds.append(time.perf_counter() - t0)
     return {'seconds': seconds, 'tokens': batch * tokens}
 
-def decode_once(batch, prompt, steps):
+def decode_once(batch, prompt, steps, max_seconds=float('inf')):   # stops early after max_seconds
     with torch.inference_mode():
         h, past = model.hidden(rows(batch, prompt, 31))
         nxt = model.logits(h[:, -1:]).argmax(-1)          # [B, 1]
         pos = prompt
         t0 = time.perf_counter()
-        for _ in range(steps):
+        while pos - prompt < steps and time.perf_counter() - t0 < max_seconds:
             h, past = model.hidden(nxt, pos0=pos, past=past)
             nxt = model.logits(h[:, -1:]).argmax(-1); pos += 1
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, batch * (pos - prompt)
 
 def decode(msg):
     batch, prompt, steps, reps = msg['batch'], msg['prompt'], msg['steps'], msg.get('reps', 1)
     if 'decode' not in warmed: decode_once(1, prompt, 2); warmed.add('decode')
-    return {'seconds': [decode_once(batch, prompt, steps) for _ in range(reps)], 'tokens': batch * steps}
+    runs = [decode_once(batch, prompt, steps, msg.get('maxSeconds') or float('inf')) for _ in range(reps)]
+    return {'seconds': [r[0] for r in runs], 'tokens': [r[1] for r in runs]}
 
 handlers = {'load': load, 'prefill': prefill, 'decode': decode, 'memory': lambda m: memory()}
 for line in sys.stdin:

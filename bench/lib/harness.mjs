@@ -85,7 +85,8 @@ export class Child {
 /**
  * engines: [{ id, label, spawn: { command, args, env }, load: {...}, unavailable?: string }]
  * workloads: [{ id, label, msg: { op, ... } }]
- * workloads may carry kind (e.g. 'prefill') and tokens (tokens per measurement): an engine whose earlier
+ * workloads may carry kind (e.g. 'prefill') and tokens (tokens per measurement; projectable: false when the
+ * child bounds the time itself, e.g. decode with maxSeconds): an engine whose earlier
  * rate for that kind projects a measurement longer than maxSeconds skips it (result.skipped says why), so one
  * very slow peer cannot eat the whole run or hit the timeout (which kills its child).
  * opts: { rounds, timeoutMs, slowSeconds (after a measurement this long, that engine gets no more rounds
@@ -121,7 +122,7 @@ export async function runInterleaved(engines, workloads, opts = {}) {
   for (const w of workloads) {
     for (const s of live) {
       const res = (s.results[w.id] = { median: null, samples: [], error: null, skipped: null });
-      const rate = w.kind && s.rates?.[w.kind];
+      const rate = w.kind && w.projectable !== false && s.rates?.[w.kind];
       if (rate && w.tokens && w.tokens / rate > maxSeconds) {
         res.skipped = `projected ${(w.tokens / rate).toFixed(0)} s per measurement (> ${maxSeconds} s) at its ${rate.toFixed(1)} tok/s`;
         log(`  ${w.id} ${s.id}: skipped, ${res.skipped}`);
@@ -135,8 +136,10 @@ export async function runInterleaved(engines, workloads, opts = {}) {
         try {
           const r = await s.child.request(w.msg, timeoutMs);
           if (!r.ok) throw new Error(r.error ?? r.unavailable);
+          // tokens: per rep (a number), or one count per rep (decode may stop early at maxSeconds)
           const total = r.seconds.reduce((a, b) => a + b, 0);
-          res.samples.push((r.tokens * r.seconds.length) / total);
+          const tokens = Array.isArray(r.tokens) ? r.tokens.reduce((a, b) => a + b, 0) : r.tokens * r.seconds.length;
+          res.samples.push(tokens / total);
           if (total > slowSeconds) res.done = true;
           if (verbose) log(`  ${w.id} round ${round + 1} ${s.id}: ${res.samples.at(-1).toFixed(1)} tok/s (${total.toFixed(2)} s)`);
         } catch (err) {
