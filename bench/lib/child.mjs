@@ -1,0 +1,60 @@
+// The child side of the bench protocol (see harness.mjs): commands arrive as JSON lines on stdin, replies
+// go as JSON lines to fd 3, so whatever an engine prints on stdout/stderr cannot corrupt the protocol.
+// A child exports handlers { load, <op>... }; `load` may throw Unavailable to report "not available: why".
+import { readFileSync, writeSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+export class Unavailable extends Error {}
+
+/** Peak and current resident set size of this process, in bytes (Linux /proc/self/status). */
+export function memory() {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kb = (key) => {
+    const m = status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm'));
+    return m ? Number(m[1]) * 1024 : null;
+  };
+  return { peakRss: kb('VmHWM'), rss: kb('VmRSS') };
+}
+
+export const now = () => Number(process.hrtime.bigint()) / 1e9;
+
+/** Deterministic token ids shared by every engine (identical to torch_child.py's): row b, position t. */
+export function tokenIds(b, t, vocab = 50000) {
+  return (b * 104729 + t * 7919 + 13) % vocab;
+}
+
+export function argmax(a, offset = 0, n = a.length - offset) {
+  let best = 0, bestValue = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = a[offset + i];
+    if (v > bestValue) { bestValue = v; best = i; }
+  }
+  return best;
+}
+
+function reply(msg) {
+  writeSync(3, JSON.stringify(msg) + '\n');
+}
+
+/** Serve commands until stdin closes or { op: 'exit' } arrives. */
+export function serve(handlers) {
+  const lines = createInterface({ input: process.stdin });
+  let chain = Promise.resolve();
+  lines.on('line', (line) => {
+    chain = chain.then(async () => {
+      if (!line.trim()) return;
+      const msg = JSON.parse(line);
+      if (msg.op === 'exit') { reply({ ok: true }); process.exit(0); }
+      if (msg.op === 'memory') { reply({ ok: true, ...memory() }); return; }
+      const handler = handlers[msg.op];
+      if (!handler) { reply({ ok: false, error: `unknown op ${msg.op}` }); return; }
+      try {
+        reply({ ok: true, ...(await handler(msg)) });
+      } catch (e) {
+        if (e instanceof Unavailable) reply({ ok: false, unavailable: e.message });
+        else reply({ ok: false, error: String(e?.stack ?? e) });
+      }
+    });
+  });
+  lines.on('close', () => chain.then(() => process.exit(0)));
+}
