@@ -22,6 +22,8 @@
 
 namespace gpt2::addon {
 
+struct PendingAppend;  // sequence_binding.cc
+
 struct ModelState {
   std::unique_ptr<model::GPT2Model> model;
   model::GPT2Config config;
@@ -31,6 +33,11 @@ struct ModelState {
   int threads = 0;
   bool disposed = false;
   int in_flight = 0;
+  // Sequence.append calls made in the same tick run as one ragged forward pass (see
+  // sequence_binding.cc): queued here, flushed from a microtask, one batch at a time.
+  std::vector<std::shared_ptr<PendingAppend>> pending_appends;
+  bool append_flush_scheduled = false;
+  bool append_batch_running = false;
 
   model::GPT2Model& live(const char* what) {
     if (disposed || !model)
@@ -78,6 +85,8 @@ namespace gpt2::addon {
 // sequence_binding.cc
 void InitSequence(Napi::Env env, Napi::Object exports);
 Napi::Object NewSequence(Napi::Env env, std::shared_ptr<SequenceState> state);
+// Starts (from a microtask) a batch with the appends queued on this model.
+void schedule_append_flush(Napi::Env env, const std::shared_ptr<ModelState>& owner);
 // Copies a Uint32Array of token ids (validated by lib/ and again by the model).
 std::vector<int32_t> ids_from_js(const Napi::Value& v, const std::string& what);
 Napi::Float32Array float32_from(Napi::Env env, const std::vector<float>& v);

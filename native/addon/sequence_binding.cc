@@ -8,8 +8,117 @@
 #include "addon/js_errors.h"
 #include "addon/model_state.h"
 #include "addon/promise_worker.h"
+#include "model/gpt2_model.h"
 
 namespace gpt2::addon {
+
+// One queued Sequence.append. Created and destroyed on the JS thread; the batch worker
+// only reads ids/kv and writes out/error.
+struct PendingAppend {
+  std::shared_ptr<SequenceState> seq;
+  std::vector<int32_t> ids;
+  int32_t mode;  // 0 none, 1 last, 2 all
+  Napi::Promise::Deferred deferred;
+  InFlight in_flight;
+  std::vector<float> out;
+  CapturedError error;
+
+  PendingAppend(Napi::Env env, std::shared_ptr<SequenceState> s, std::vector<int32_t> i, int32_t m)
+      : seq(std::move(s)), ids(std::move(i)), mode(m), deferred(Napi::Promise::Deferred::New(env)),
+        in_flight(seq->owner) {}
+  ~PendingAppend() {
+    // Runs on the JS thread after the Promise settled, whatever the outcome.
+    seq->busy = false;
+    if (seq->disposed) seq->release();  // dispose() ran while the append was queued or running
+  }
+  model::LogitsMode logits() const {
+    return mode == 0 ? model::LogitsMode::None : mode == 1 ? model::LogitsMode::Last : model::LogitsMode::All;
+  }
+};
+
+namespace {
+
+void start_append_batch(Napi::Env env, const std::shared_ptr<ModelState>& owner);
+
+// Runs a batch of appends (one per sequence) as one ragged forward pass. Inputs are all
+// validated before the model touches any cache, so when the batch fails (a bad id, a full
+// KV cache) each append is retried alone and gets its own outcome.
+class AppendBatchWorker : public Napi::AsyncWorker {
+ public:
+  AppendBatchWorker(Napi::Env env, std::shared_ptr<ModelState> owner, std::vector<std::shared_ptr<PendingAppend>> batch)
+      : Napi::AsyncWorker(env, "gpt2-node:append"), owner_(std::move(owner)), batch_(std::move(batch)) {}
+
+  void Execute() override {
+    model::GPT2Model& model = *owner_->model;  // alive: every entry holds an InFlight token
+    std::vector<model::SequenceInput> inputs;
+    for (auto& e : batch_)
+      inputs.push_back({e->ids.data(), static_cast<int32_t>(e->ids.size()), &e->seq->kv, e->logits()});
+    try {
+      auto results = model.forward(inputs, model::ForwardOptions{false, false});
+      for (size_t i = 0; i < batch_.size(); i++) batch_[i]->out = std::move(results[i].logits);
+      return;
+    } catch (...) {
+      if (batch_.size() == 1) {
+        batch_[0]->error.capture(std::current_exception());
+        return;
+      }
+    }
+    for (size_t i = 0; i < batch_.size(); i++) {
+      try {
+        auto results = model.forward(std::span<const model::SequenceInput>(&inputs[i], 1), model::ForwardOptions{false, false});
+        batch_[i]->out = std::move(results[0].logits);
+      } catch (...) {
+        batch_[i]->error.capture(std::current_exception());
+      }
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Napi::AsyncWorker::Env();
+    for (auto& e : batch_) {
+      if (e->error.set) e->deferred.Reject(e->error.to_js(env).Value());
+      else if (e->mode == 0) e->deferred.Resolve(env.Null());
+      else e->deferred.Resolve(float32_from(env, e->out));
+    }
+    batch_.clear();
+    owner_->append_batch_running = false;
+    start_append_batch(env, owner_);  // appends queued while this batch ran
+  }
+
+  void OnError(const Napi::Error& err) override {
+    for (auto& e : batch_) e->deferred.Reject(err.Value());
+    batch_.clear();
+    owner_->append_batch_running = false;
+    start_append_batch(Napi::AsyncWorker::Env(), owner_);
+  }
+
+ private:
+  std::shared_ptr<ModelState> owner_;
+  std::vector<std::shared_ptr<PendingAppend>> batch_;
+};
+
+void start_append_batch(Napi::Env env, const std::shared_ptr<ModelState>& owner) {
+  if (owner->append_batch_running || owner->pending_appends.empty()) return;
+  owner->append_batch_running = true;
+  auto* worker = new AppendBatchWorker(env, owner, std::move(owner->pending_appends));
+  owner->pending_appends.clear();
+  worker->Queue();
+}
+
+}  // namespace
+
+// Flushes from a microtask, so every append made in the current tick (Promise.all over
+// many sequences) joins the same forward pass.
+void schedule_append_flush(Napi::Env env, const std::shared_ptr<ModelState>& owner) {
+  if (owner->append_flush_scheduled || owner->append_batch_running) return;
+  owner->append_flush_scheduled = true;
+  Napi::Function flush = Napi::Function::New(env, [owner](const Napi::CallbackInfo& info) {
+    owner->append_flush_scheduled = false;
+    start_append_batch(info.Env(), owner);
+  }, "flushAppends");
+  env.Global().Get("queueMicrotask").As<Napi::Function>().Call({flush});
+}
+
 namespace {
 
 class SequenceWrap : public Napi::ObjectWrap<SequenceWrap> {
@@ -39,39 +148,22 @@ class SequenceWrap : public Napi::ObjectWrap<SequenceWrap> {
   }
 
   // append(ids: Uint32Array, logits: 0 none | 1 last | 2 all) -> Promise<Float32Array | null>
+  // Queued on the model and batched with the other sequences' appends of this tick.
   Napi::Value Append(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     return guarded(env, [&]() -> Napi::Value {
       SequenceState& s = live("Sequence.append");
       not_busy(s, "Sequence.append");
-      auto ids = std::make_shared<std::vector<int32_t>>(ids_from_js(info[0], "Sequence.append"));
+      std::vector<int32_t> ids = ids_from_js(info[0], "Sequence.append");
       const int32_t mode = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
       if (mode < 0 || mode > 2) throw_type_error("Sequence.append: bad logits mode");
-      const auto logits = mode == 0 ? model::LogitsMode::None : mode == 1 ? model::LogitsMode::Last : model::LogitsMode::All;
-      auto state = state_;
-      auto guard = std::make_shared<InFlight>(state->owner);
-      auto out = std::make_shared<std::vector<float>>();
+      auto entry = std::make_shared<PendingAppend>(env, state_, std::move(ids), mode);
+      Napi::Promise promise = entry->deferred.Promise();
       s.busy = true;
-      // Clears busy when the worker is deleted (JS thread), whatever the outcome.
-      struct BusyGuard {
-        std::shared_ptr<SequenceState> s;
-        ~BusyGuard() {
-          s->busy = false;
-          if (s->disposed) s->release();  // dispose() ran while the append was running
-        }
-      };
-      auto busy = std::make_shared<BusyGuard>(BusyGuard{state});
-      return PromiseWorker::Start(
-          env,
-          [state, guard, busy, ids, logits, out] {
-            model::SequenceInput in{ids->data(), static_cast<int32_t>(ids->size()), &state->kv, logits};
-            auto result = state->owner->model->forward(std::span<const model::SequenceInput>(&in, 1), model::ForwardOptions{false, false});
-            *out = std::move(result[0].logits);
-          },
-          [out, mode](Napi::Env env) -> Napi::Value {
-            if (mode == 0) return env.Null();
-            return float32_from(env, *out);
-          });
+      ModelState& owner = *state_->owner;
+      owner.pending_appends.push_back(std::move(entry));
+      schedule_append_flush(env, state_->owner);
+      return promise;
     });
   }
 
