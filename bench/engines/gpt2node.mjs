@@ -3,7 +3,7 @@
 // of one token per row submitted together (the scheduler batches them), greedy on the returned logits.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { argmax, now, serve, tokenIds, Unavailable } from '../lib/child.mjs';
+import { argmax, now, serve, tokenIds, Unavailable, decodeOp } from '../lib/child.mjs';
 
 // GPT2_NODE_DIST: another build of the package entry (e.g. a mock for checking this child).
 const dist = process.env.GPT2_NODE_DIST ?? fileURLToPath(new URL('../../dist/index.js', import.meta.url));
@@ -63,14 +63,5 @@ serve({
     for (let r = 0; r < reps; r++) { const t0 = now(); await prefillOnce(ids); seconds.push(now() - t0); }
     return { seconds, tokens: batch * tokens };
   },
-  async decode({ batch, prompt, steps, reps = 1, maxSeconds }) {
-    const key = 'decode';
-    if (!warmed.has(key)) { await decodeOnce(1, prompt, 2); warmed.add(key); }
-    const seconds = [], tokens = [];
-    for (let r = 0; r < reps; r++) {
-      const m = await decodeOnce(batch, prompt, steps, maxSeconds);
-      seconds.push(m.seconds); tokens.push(m.tokens);
-    }
-    return { seconds, tokens };
-  },
+  decode: decodeOp(decodeOnce),
 });

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { now, serve, tokenIds, Unavailable } from '../lib/child.mjs';
+import { now, serve, tokenIds, Unavailable, decodeOp } from '../lib/child.mjs';
 
 const require = createRequire(new URL('../peers/package.json', import.meta.url));
 let llama, model, threads, ctx = null, ctxKey = null, warmed = new Set(), info = {};
@@ -82,14 +82,5 @@ serve({
     for (let r = 0; r < reps; r++) { const t0 = now(); const t1 = await prefillOnce(c, batch, tokens); seconds.push(t1 - t0); }
     return { seconds, tokens: batch * tokens, flashAttention: c.flashAttention ?? null };
   },
-  async decode({ batch, prompt, steps, reps = 1, maxSeconds }) {
-    const key = 'decode';
-    if (!warmed.has(key)) { await decodeOnce(1, prompt, 2); warmed.add(key); }
-    const seconds = [], tokens = [];
-    for (let r = 0; r < reps; r++) {
-      const m = await decodeOnce(batch, prompt, steps, maxSeconds);
-      seconds.push(m.seconds); tokens.push(m.tokens);
-    }
-    return { seconds, tokens };
-  },
+  decode: decodeOp(decodeOnce),
 });

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { argmax, now, serve, tokenIds, Unavailable } from '../lib/child.mjs';
+import { argmax, now, serve, tokenIds, Unavailable, decodeOp } from '../lib/child.mjs';
 
 const require = createRequire(new URL('../peers/package.json', import.meta.url));
 let ort, dir, sessionOptions, current = { name: null, session: null }, warmed = new Set();
@@ -73,14 +73,5 @@ serve({
     for (let r = 0; r < reps; r++) { const t0 = now(); await prefillOnce(s, ids); seconds.push(now() - t0); }
     return { seconds, tokens: batch * tokens };
   },
-  async decode({ batch, prompt, steps, reps = 1, maxSeconds }) {
-    const key = 'decode';
-    if (!warmed.has(key)) { await decodeOnce(1, prompt, 2); warmed.add(key); }
-    const seconds = [], tokens = [];
-    for (let r = 0; r < reps; r++) {
-      const m = await decodeOnce(batch, prompt, steps, maxSeconds);
-      seconds.push(m.seconds); tokens.push(m.tokens);
-    }
-    return { seconds, tokens };
-  },
+  decode: decodeOp(decodeOnce),
 });

@@ -58,3 +58,18 @@ export function serve(handlers) {
   });
   lines.on('close', () => chain.then(() => process.exit(0)));
 }
+
+// The decode op every engine child shares: one warm-up on a tiny decode, then `reps`
+// measured runs of decodeOnce(batch, prompt, steps, maxSeconds) -> { seconds, tokens }.
+export function decodeOp(decodeOnce) {
+  let warmed = false;
+  return async ({ batch, prompt, steps, reps = 1, maxSeconds }) => {
+    if (!warmed) { await decodeOnce(1, prompt, 2); warmed = true; }
+    const seconds = [], tokens = [];
+    for (let r = 0; r < reps; r++) {
+      const m = await decodeOnce(batch, prompt, steps, maxSeconds);
+      seconds.push(m.seconds); tokens.push(m.tokens);
+    }
+    return { seconds, tokens };
+  };
+}

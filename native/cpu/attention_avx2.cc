@@ -5,16 +5,9 @@
 #include <cmath>
 
 #include "cpu/attention.h"
+#include "cpu/simd_avx2.h"
 
 namespace gpt2::cpu {
-
-static inline float hsum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-  return _mm_cvtss_f32(lo);
-}
 
 void attention_row_avx2(const float* q, const int32_t* blocks, int32_t n_keys, const AttentionShape& s, int32_t head,
                         const float* k_pool, const float* v_pool, float* out) {

@@ -4,16 +4,9 @@
 #include <cmath>
 
 #include "cpu/layernorm.h"
+#include "cpu/simd_avx2.h"
 
 namespace gpt2::cpu {
-
-static inline float hsum(__m256 v) {
-  __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-  lo = _mm_add_ps(lo, hi);
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
-  return _mm_cvtss_f32(lo);
-}
 
 void layernorm_row_avx2(const float* x, const float* residual, float* sum_out, int64_t dim, const float* gamma,
                         const float* beta, float eps, float* y) {

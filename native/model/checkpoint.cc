@@ -278,31 +278,10 @@ void Checkpoint::read_f32(const TensorView& view, float* out) const {
 }
 
 void Checkpoint::read_bf16(const TensorView& view, uint16_t* out) const {
-  check_not_released();
-  const size_t n = static_cast<size_t>(view.numel());
-  const uint8_t* src = static_cast<const uint8_t*>(view.data);
-  switch (view.dtype) {
-    case DType::BF16:
-      if (n) std::memcpy(out, src, n * 2);
-      return;
-    case DType::F32:
-      for (size_t i = 0; i < n; i++) {
-        float f;
-        std::memcpy(&f, src + 4 * i, 4);
-        out[i] = f32_to_bf16(f);
-      }
-      return;
-    case DType::F16:
-      for (size_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        out[i] = f32_to_bf16(f16_to_f32(h));  // f16 -> f32 is exact, so one rounding
-      }
-      return;
-    default:
-      throw_format_error(view.file + ": tensor " + quoted(view.name) + " has dtype " + dtype_name(view.dtype) +
-                         "; weights must be F32, F16 or BF16");
-  }
+  // Through float32: exact for F16 and BF16 sources, so there is one rounding at most.
+  std::vector<float> f32(static_cast<size_t>(view.numel()));
+  read_f32(view, f32.data());
+  for (size_t i = 0; i < f32.size(); i++) out[i] = f32_to_bf16(f32[i]);
 }
 
 bool Checkpoint::has_tokenizer_files() const {
