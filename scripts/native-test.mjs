@@ -35,7 +35,7 @@ const baseFlags = ['-std=c++20', '-fPIC', '-Wall', '-Wextra', '-Wno-unused-param
   '-I', join(root, 'native'), '-pthread', ...(sanitize ? ['-O1', '-g', '-fsanitize=address,undefined', '-fno-omit-frame-pointer'] : ['-O2', '-g'])];
 
 const list = spawnSync(process.execPath, [join(root, 'scripts/gyp-sources.mjs'), 'native/core', 'native/tokenizer',
-  'native/model', 'native/cpu'], { cwd: root, encoding: 'utf8' }).stdout.split(' ').filter(Boolean);
+  'native/model', 'native/engine', 'native/cpu'], { cwd: root, encoding: 'utf8' }).stdout.split(' ').filter(Boolean);
 const sources = [...list.map((p) => join(root, p)), tests[0]];
 
 function flagsFor(src) {

@@ -46,6 +46,15 @@ int32_t KvCache::free_blocks() const {
 
 size_t KvCache::bytes() const { return 2 * sizeof(float) * size_t(shape_.n_layer) * size_t(shape_.layer_floats()); }
 
+int32_t KvCache::blocks_needed(const KvSequence& seq, int32_t n) const {
+  const int32_t have = static_cast<int32_t>(seq.blocks.size());
+  const int32_t need = blocks_for(int64_t(seq.length) + n);
+  const int32_t first_written = seq.length / shape_.block_size;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const bool cow = n > 0 && first_written < have && allocator_.refcount(seq.blocks[first_written]) > 1;
+  return (need > have ? need - have : 0) + (cow ? 1 : 0);
+}
+
 void KvCache::prepare_append(KvSequence& seq, int32_t n, int32_t* slots) {
   const int32_t bs = shape_.block_size;
   const int64_t new_length = int64_t(seq.length) + n;

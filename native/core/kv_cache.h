@@ -79,6 +79,10 @@ class KvCache {
   // Returns all of seq's blocks.
   void release(KvSequence& seq);
 
+  // Free blocks that prepare_append(seq, n) would take now: new blocks plus the copy of a
+  // shared block it writes into. Schedulers use it to admit work that fits.
+  int32_t blocks_needed(const KvSequence& seq, int32_t n) const;
+
   // Block ids a sequence of `tokens` positions needs.
   int32_t blocks_for(int64_t tokens) const { return static_cast<int32_t>((tokens + shape_.block_size - 1) / shape_.block_size); }
 
