@@ -205,7 +205,16 @@ model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
   return o;
 }
 
+// Creates the model's engine loop and registers its work sources, in priority order:
+// generation first (decode steps keep streams flowing), then embedding.
+void start_engine(ModelState& s) {
+  s.scheduler = std::make_unique<engine::Scheduler>(*s.model, engine::SchedulerOptions{});
+  if (s.generation) s.scheduler->add_source(s.generation.get());
+  if (s.embedding) s.scheduler->add_source(s.embedding.get());
+}
+
 Napi::Value WrapLoaded(Napi::Env env, std::shared_ptr<ModelState> state) {
+  start_engine(*state);
   Napi::Object obj = AddonData::of(env).model_constructor.New({});
   ModelWrap::Unwrap(obj)->state_ = std::move(state);
   return obj;

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/kv_cache.h"
+#include "engine/scheduler.h"
 #include "model/config.h"
 #include "model/gpt2_model.h"
 
@@ -38,6 +39,14 @@ struct ModelState {
   std::vector<std::shared_ptr<PendingAppend>> pending_appends;
   bool append_flush_scheduled = false;
   bool append_batch_running = false;
+  // The engine loop (engine/scheduler.h) and its work sources, created with the model by
+  // start_engine() (model_binding.cc); the thread starts on the first request. Sources are
+  // held type-erased here and cast back by the binding that owns them.
+  std::unique_ptr<engine::Scheduler> scheduler;
+  std::shared_ptr<engine::WorkSource> generation;  // generation_binding.cc
+  std::shared_ptr<engine::WorkSource> embedding;   // embed_binding.cc
+
+  ~ModelState() { release_model(); }
 
   model::GPT2Model& live(const char* what) {
     if (disposed || !model)
@@ -46,7 +55,15 @@ struct ModelState {
   }
   void dispose() {
     disposed = true;
-    if (in_flight == 0) model.reset();
+    if (in_flight == 0) release_model();
+  }
+  // The engine stops (its sources reject what is queued) before the model goes.
+  void release_model() {
+    if (scheduler) scheduler->stop();
+    scheduler.reset();
+    generation.reset();
+    embedding.reset();
+    model.reset();
   }
 };
 
@@ -55,7 +72,7 @@ class InFlight {
  public:
   explicit InFlight(std::shared_ptr<ModelState> state) : state_(std::move(state)) { state_->in_flight++; }
   ~InFlight() {
-    if (--state_->in_flight == 0 && state_->disposed) state_->model.reset();
+    if (--state_->in_flight == 0 && state_->disposed) state_->release_model();
   }
   InFlight(const InFlight&) = delete;
   InFlight& operator=(const InFlight&) = delete;
