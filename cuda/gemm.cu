@@ -264,12 +264,15 @@ __global__ void __launch_bounds__(kSmallThreads)
   const int64_t n = int64_t(blockIdx.x) * kSmallCols + group * 8;
   float acc[MT][8] = {};
   if (n < ldw) {
-    for (int64_t k = slice; k < K; k += 32) {
+    // Pointers walk down K (not 64-bit index products): fewer live registers, no spills.
+    const WT* w_at = W + int64_t(slice) * ldw + n;
+    const float* a_at = A + slice;
+    for (int64_t k = slice; k < K; k += 32, w_at += 32 * ldw, a_at += 32) {
       float w[8];
-      load8(W + k * ldw + n, w);
+      load8(w_at, w);
 #pragma unroll
       for (int m = 0; m < MT; m++) {
-        const float a = m < M ? __ldg(A + m * lda + k) : 0.0f;
+        const float a = m < M ? __ldg(a_at + m * lda) : 0.0f;
 #pragma unroll
         for (int j = 0; j < 8; j++) acc[m][j] += a * w[j];
       }
