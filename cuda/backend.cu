@@ -326,4 +326,31 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_gather_rows(gpt2_cuda_backend* b, const
   });
 }
 
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_sample(gpt2_cuda_backend* b, const float* logits, int64_t rows, int64_t vocab,
+                                                int64_t ld, const gpt2_cuda_sampling_params* params,
+                                                int32_t* out_ids) {
+  return on_backend("gpt2_cuda_sample", b, [&]() -> gpt2_cuda_status {
+    if (rows <= 0) return GPT2_CUDA_OK;
+    if (!logits || !params || !out_ids || vocab <= 0 || ld < vocab)
+      return fail(GPT2_CUDA_ERROR_INVALID_ARGUMENT, "gpt2_cuda_sample: bad arguments");
+    // Parameters in, ids out, through one scratch allocation.
+    const size_t params_bytes = sizeof(gpt2_cuda_sampling_params) * size_t(rows);
+    void* scratch = nullptr;
+    gpt2_cuda_status s = device_alloc(b, params_bytes + sizeof(int32_t) * size_t(rows), &scratch, "gpt2_cuda_sample");
+    if (s != GPT2_CUDA_OK) return s;
+    auto* d_params = static_cast<gpt2_cuda_sampling_params*>(scratch);
+    auto* d_ids = reinterpret_cast<int32_t*>(static_cast<char*>(scratch) + params_bytes);
+    cudaError_t e = cudaMemcpyAsync(d_params, params, params_bytes, cudaMemcpyHostToDevice, b->stream);
+    if (e == cudaSuccess) e = sample(b->stream, logits, rows, vocab, ld, d_params, d_ids);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(out_ids, d_ids, sizeof(int32_t) * size_t(rows), cudaMemcpyDeviceToHost, b->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(b->stream);
+    b->allocator.release(scratch);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return fail_cuda("gpt2_cuda_sample", e);
+    }
+    return GPT2_CUDA_OK;
+  });
+}
+
 }  // extern "C"

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <mma.h>
 
+#include <climits>
 #include <cmath>
 #include <cstring>
 
@@ -60,15 +61,14 @@ void matmul_reference(const float* A, int64_t M, int64_t lda, const float* W, in
 
 namespace {
 
+// An if-chain rather than a switch: ptxas for sm_90 spilled around the switch's jump table.
 __device__ __forceinline__ float activate(int32_t act, float x) {
-  switch (act) {
-    case kActGeluNew: return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    case kActGelu: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
-    case kActRelu: return fmaxf(x, 0.0f);
-    case kActSilu: return x / (1.0f + expf(-x));
-    case kActTanh: return tanhf(x);
-    default: return x;
-  }
+  if (act == kActGeluNew) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+  if (act == kActGelu) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+  if (act == kActRelu) return fmaxf(x, 0.0f);
+  if (act == kActSilu) return x / (1.0f + expf(-x));
+  if (act == kActTanh) return tanhf(x);
+  return x;
 }
 
 // The shared epilogue: one output element. residual may alias C (read before the write).
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   const bool vec_a = lda % 4 == 0 && K % 4 == 0 && aligned16(A);
   float acc[TM][TN] = {};
 
-  for (int64_t k0 = 0; k0 < K; k0 += BK) {
+  for (int k0 = 0; k0 < K; k0 += BK) {
     // A tile: BM rows x BK columns, 4 consecutive k per step.
     for (int i = tid; i < BM * BK / 4; i += kThreads) {
       const int m = i / (BK / 4), kk = (i % (BK / 4)) * 4;
@@ -159,8 +159,8 @@ constexpr int kWmmaBM = 64, kWmmaBN = 64, kWmmaBK = 32, kWmmaThreads = 128;
 constexpr int kAsLd = kWmmaBK + 8, kBsLd = kWmmaBN + 8, kCsLd = kWmmaBN + 4;  // padded, multiples of 8 / 4
 
 __global__ void __launch_bounds__(kWmmaThreads)
-    gemm_bf16_wmma(const float* __restrict__ A, int64_t M, int64_t K, int64_t lda,
-                   const __nv_bfloat16* __restrict__ W, int64_t N, int64_t ldw, float* C, int64_t ldc, Epilogue ep) {
+    gemm_bf16_wmma(const float* __restrict__ A, int M, int K, int64_t lda, const __nv_bfloat16* __restrict__ W, int N,
+                   int64_t ldw, float* C, int64_t ldc, Epilogue ep) {
   using namespace nvcuda;
   __shared__ __align__(32) __nv_bfloat16 As[kWmmaBM * kAsLd];
   __shared__ __align__(32) __nv_bfloat16 Bs[kWmmaBK * kBsLd];
@@ -176,7 +176,7 @@ __global__ void __launch_bounds__(kWmmaThreads)
 #pragma unroll
     for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
 
-  for (int64_t k0 = 0; k0 < K; k0 += kWmmaBK) {
+  for (int k0 = 0; k0 < K; k0 += kWmmaBK) {
     for (int i = tid; i < kWmmaBM * kWmmaBK / 4; i += kWmmaThreads) {
       const int m = i / (kWmmaBK / 4), kk = (i % (kWmmaBK / 4)) * 4;
       const int64_t gm = m0 + m, gk = k0 + kk;
@@ -322,6 +322,8 @@ cudaError_t matmul(cudaStream_t stream, const float* A, int64_t M, int64_t lda, 
                    int64_t ldc, const Epilogue& ep, GemmPath path) {
   if (M <= 0 || W.N <= 0) return cudaSuccess;
   const int64_t K = W.K, N = W.N, ldw = (N + 7) / 8 * 8;
+  // The kernels index sizes with int and put row tiles on grid.y.
+  if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX || (M + 15) / 16 > 65535) return cudaErrorInvalidValue;
   const bool bf16 = W.format == kWeightBF16;
   if (path == kGemmAuto) path = M <= 8 ? kGemmSmallM : bf16 ? kGemmBF16TensorCore : kGemmF32Tiled;
   if (path == kGemmSmallM) {
@@ -332,8 +334,8 @@ cudaError_t matmul(cudaStream_t stream, const float* A, int64_t M, int64_t lda, 
   if (path == kGemmBF16TensorCore) {
     if (!bf16) return cudaErrorInvalidValue;
     const dim3 grid(unsigned((N + kWmmaBN - 1) / kWmmaBN), unsigned((M + kWmmaBM - 1) / kWmmaBM));
-    gemm_bf16_wmma<<<grid, kWmmaThreads, 0, stream>>>(A, M, K, lda, static_cast<const __nv_bfloat16*>(W.data), N, ldw,
-                                                       C, ldc, ep);
+    gemm_bf16_wmma<<<grid, kWmmaThreads, 0, stream>>>(A, int(M), int(K), lda, static_cast<const __nv_bfloat16*>(W.data),
+                                                       int(N), ldw, C, ldc, ep);
     return cudaGetLastError();
   }
   if (bf16) return cudaErrorInvalidValue;  // the fp32 tiles read fp32 weights only

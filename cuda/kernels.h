@@ -89,4 +89,11 @@ void attention_reference(const float* q, int64_t ldq, const gpt2_cuda_attention_
                          int64_t ldo);
 constexpr int32_t kDefaultSplitKeys = 256;
 
+// ---- sampling.cu ----
+using SamplingParams = gpt2_cuda_sampling_params;
+// out_ids[r] = a token drawn from logits row r (stride ld) with params[r] (both device memory).
+cudaError_t sample(cudaStream_t stream, const float* logits, int64_t rows, int64_t vocab, int64_t ld,
+                   const SamplingParams* params, int32_t* out_ids);
+int32_t sample_reference(const float* logits_row, int64_t vocab, const SamplingParams& params);
+
 }  // namespace gpt2_cuda

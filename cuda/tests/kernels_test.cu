@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -271,6 +272,29 @@ void kv_cache_tests() {
   check("copy_kv_blocks (values)", cudaSuccess, host(dv2, v2.size()), vw2, 0, 0);
 }
 
+void sampling_tests() {
+  const int64_t vocab = 1000, ld = vocab + 5, rows = 24;
+  std::vector<float> logits = randn(size_t(rows) * ld, 3.0f);
+  logits[2 * ld + 17] = logits[2 * ld + 900] = 50.0f;  // a tie for the greedy row 2: id 17 wins
+  const float* d_logits = dev(logits);
+  struct Config { const char* name; float temperature; int32_t top_k; float top_p; };
+  for (const Config& c : {Config{"greedy", 0.0f, 0, 1.0f}, Config{"temperature", 0.8f, 0, 1.0f}, Config{"top_k", 1.0f, 5, 1.0f},
+                          Config{"top_p", 1.2f, 0, 0.9f}, Config{"top_k+top_p", 0.7f, 50, 0.5f}, Config{"top_k=1", 2.0f, 1, 1.0f}}) {
+    const std::string name = std::string("sample ") + c.name;
+    if (!wanted(name)) continue;
+    std::vector<SamplingParams> params(rows);
+    std::vector<float> want(rows);
+    for (int64_t r = 0; r < rows; r++) {
+      params[r] = {c.temperature, c.top_k, c.top_p, 0, uint64_t(1000 + 7 * r)};
+      want[r] = float(sample_reference(logits.data() + r * ld, vocab, params[r]));
+    }
+    int32_t* d_ids = dev(std::vector<int32_t>(rows, -1));
+    const cudaError_t e = sample(nullptr, d_logits, rows, vocab, ld, dev(params), d_ids);
+    std::vector<int32_t> ids = host(d_ids, rows);
+    check(name, e, std::vector<float>(ids.begin(), ids.end()), want, 0, 0);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -280,6 +304,7 @@ int main(int argc, char** argv) {
   embedding_tests();
   kv_cache_tests();
   attention_tests();
+  sampling_tests();
   std::printf("%s: %d failed\n", failures ? "FAILED" : "OK", failures);
   return failures ? 1 : 0;
 }

@@ -211,7 +211,7 @@ model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
   else if (a.dtype == "bfloat16")
     o.weights = WeightFormat::BF16;
   else if (a.dtype == "float16")
-    throw_type_error("dtype 'float16' is not supported by the CPU backend (use 'float32' or 'bfloat16')");
+    throw_type_error("dtype 'float16' is not supported by the CPU or CUDA backends (use 'float32' or 'bfloat16')");
   else
     throw_type_error("dtype must be 'float32', 'bfloat16' or 'float16' (got '" + a.dtype + "')");
   s.dtype = a.dtype;

@@ -41,7 +41,7 @@ inline constexpr int kCudaMinComputeMajor = 8;
 #define GPT2_CUDA_BACKEND_ENTRIES(X)                                                                  \
   X(backend_create) X(backend_destroy) X(alloc) X(free) X(upload) X(download) X(copy_kv_blocks) \
   X(pack_weight) X(free_weight) X(weight_bytes) X(matmul) X(layernorm) X(embed) X(kv_append)        \
-  X(attention) X(gather_rows)
+  X(attention) X(gather_rows) X(sample)
 
 // The entry points of a loaded plugin (cuda_plugin_abi.h). Grows with the ABI's minor
 // version: entries added later may be null when the plugin predates them.

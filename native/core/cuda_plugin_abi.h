@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define GPT2_CUDA_ABI_MAJOR 1
-#define GPT2_CUDA_ABI_MINOR 1  /* 1: the Backend entry points (gpt2_cuda_backend_*) */
+#define GPT2_CUDA_ABI_MINOR 1  /* 1: the Backend entry points and gpt2_cuda_sample */
 #define GPT2_CUDA_ABI_VERSION ((GPT2_CUDA_ABI_MAJOR << 16) | GPT2_CUDA_ABI_MINOR)
 
 /* Name of the plugin library file, as searched by the loader. */
@@ -146,6 +146,25 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_attention(gpt2_cuda_backend* b, const f
                                                    const float* v_pool, float* out, int64_t ldo);
 GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_gather_rows(gpt2_cuda_backend* b, const float* x, int64_t ldx,
                                                      const int32_t* rows, int64_t n, int64_t dim, float* out);
+
+/* ---- Device-side sampling (ABI 1.1) ----
+ * temperature <= 0: greedy (argmax, lowest id on ties). Otherwise softmax(logits / temperature)
+ * limited to the top_k largest (top_k <= 0: all; ties at the k-th value kept), then to the
+ * smallest set of largest probabilities whose mass reaches top_p (>= 1: all; ties kept), and one
+ * draw whose uniform number is a pure function of seed. */
+typedef struct gpt2_cuda_sampling_params {
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  uint32_t reserved; /* 0 */
+  uint64_t seed;
+} gpt2_cuda_sampling_params;
+
+/* logits: device memory, rows x vocab with row stride ld; params and out_ids: host arrays of
+ * `rows` entries. Returns when out_ids is filled. */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_sample(gpt2_cuda_backend* b, const float* logits, int64_t rows, int64_t vocab,
+                                                int64_t ld, const gpt2_cuda_sampling_params* params,
+                                                int32_t* out_ids);
 
 #ifdef __cplusplus
 }

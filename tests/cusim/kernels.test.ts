@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { root } from '../helpers/addon-child.js';
 
 const exe = join(root, 'build-cusim', 'kernels_test');
-const FAMILIES = ['gemm', 'layernorm', 'embed', 'gather_rows', 'kv_append', 'copy_kv_blocks', 'attention'];
+const FAMILIES = ['gemm', 'layernorm', 'embed', 'gather_rows', 'kv_append', 'copy_kv_blocks', 'attention', 'sample'];
 
 describe('CUDA kernels vs CPU references (cusim)', () => {
   it('the kernel test binary is built', () => {

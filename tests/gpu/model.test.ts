@@ -31,7 +31,7 @@ describe.skipIf(!onGpu)(title('CUDA kernels vs CPU references on the GPU'), () =
     const out = join(root, 'build-cuda', 'kernels_test');
     mkdirSync(join(root, 'build-cuda'), { recursive: true });
     const cc = spawnSync('nvcc', ['-std=c++17', '-O3', '-arch=native', '-Icuda', '-Inative/core', '-DGPT2_CUDA_BUILDING_PLUGIN=1',
-      ...['gemm', 'attention', 'layernorm', 'embedding', 'kv_cache'].map((f) => `cuda/${f}.cu`), 'cuda/tests/kernels_test.cu', '-o', out],
+      ...['gemm', 'attention', 'layernorm', 'embedding', 'kv_cache', 'sampling'].map((f) => `cuda/${f}.cu`), 'cuda/tests/kernels_test.cu', '-o', out],
     { cwd: root, encoding: 'utf8' });
     expect(cc.status, `${cc.stdout}${cc.stderr}`).toBe(0);
     const r = spawnSync(out, [], { encoding: 'utf8' });
