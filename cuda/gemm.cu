@@ -234,10 +234,12 @@ __global__ void __launch_bounds__(kWmmaThreads)
 }
 
 // ---------------------------------------------------------------- small M (decode)
-// 256 threads cover 64 columns: 8 column groups of 8 columns x 32 slices of K. Each thread
-// keeps MT x 8 sums, the 4 K slices within a warp are summed with shuffles, the 8 warps
-// through shared memory, and MT x 64 threads run the epilogue.
-constexpr int kSmallCols = 64, kSmallThreads = 256, kSmallWarps = kSmallThreads / 32;
+// 256 threads cover G x 8 columns: G column groups of 8 columns x 256 / G slices of K. Each
+// thread keeps MT x 8 sums; the K slices within a warp are summed with shuffles, the 8 warps
+// through shared memory, and MT x G x 8 threads run the epilogue. G = 8 (64 columns) for wide
+// weights like the lm_head; G = 2 (16 columns: 32-byte rows of bf16, one memory sector) for
+// the narrow layer weights, so that even N = 768 spreads over 48 blocks.
+constexpr int kSmallThreads = 256, kSmallWarps = kSmallThreads / 32;
 
 __device__ __forceinline__ void load8(const float* p, float (&w)[8]) {
   const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
@@ -253,21 +255,22 @@ __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&w)[8]) {
   }
 }
 
-template <typename WT, int MT>
+template <typename WT, int MT, int G>
 __global__ void __launch_bounds__(kSmallThreads)
     gemm_small_m(const float* __restrict__ A, int64_t M, int64_t K, int64_t lda, const WT* __restrict__ W, int64_t N,
                  int64_t ldw, float* C, int64_t ldc, Epilogue ep) {
-  __shared__ float partial[kSmallWarps][MT][kSmallCols];
+  constexpr int kCols = G * 8, kSlices = kSmallThreads / G;
+  __shared__ float partial[kSmallWarps][MT][kCols];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  const int group = lane % 8;                  // which 8 columns
-  const int slice = warp * 4 + lane / 8;       // which K slice (32 in all)
-  const int64_t n = int64_t(blockIdx.x) * kSmallCols + group * 8;
+  const int group = lane % G;                           // which 8 columns
+  const int slice = warp * (32 / G) + lane / G;         // which K slice
+  const int64_t n = int64_t(blockIdx.x) * kCols + group * 8;
   float acc[MT][8] = {};
   if (n < ldw) {
     // Pointers walk down K (not 64-bit index products): fewer live registers, no spills.
     const WT* w_at = W + int64_t(slice) * ldw + n;
     const float* a_at = A + slice;
-    for (int64_t k = slice; k < K; k += 32, w_at += 32 * ldw, a_at += 32) {
+    for (int64_t k = slice; k < K; k += kSlices, w_at += kSlices * ldw, a_at += kSlices) {
       float w[8];
       load8(w_at, w);
 #pragma unroll
@@ -283,14 +286,14 @@ __global__ void __launch_bounds__(kSmallThreads)
 #pragma unroll
     for (int j = 0; j < 8; j++) {
       float v = acc[m][j];
-      v += __shfl_xor_sync(0xffffffffu, v, 8);
-      v += __shfl_xor_sync(0xffffffffu, v, 16);
-      if (lane < 8) partial[warp][m][group * 8 + j] = v;
+#pragma unroll
+      for (int o = G; o < 32; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if (lane < G) partial[warp][m][group * 8 + j] = v;
     }
   __syncthreads();
-  for (int i = tid; i < MT * kSmallCols; i += kSmallThreads) {
-    const int m = i / kSmallCols, c = i % kSmallCols;
-    const int64_t gn = int64_t(blockIdx.x) * kSmallCols + c;
+  for (int i = tid; i < MT * kCols; i += kSmallThreads) {
+    const int m = i / kCols, c = i % kCols;
+    const int64_t gn = int64_t(blockIdx.x) * kCols + c;
     if (m >= M || gn >= N) continue;
     float v = 0;
 #pragma unroll
@@ -299,21 +302,28 @@ __global__ void __launch_bounds__(kSmallThreads)
   }
 }
 
-template <typename WT>
+template <typename WT, int G>
 cudaError_t launch_small_m(cudaStream_t stream, const float* A, int64_t M, int64_t lda, const DeviceWeight& W,
                            float* C, int64_t ldc, const Epilogue& ep) {
   const int64_t ldw = (W.N + 7) / 8 * 8;
-  const dim3 grid(unsigned((ldw + kSmallCols - 1) / kSmallCols));
+  const dim3 grid(unsigned((ldw + G * 8 - 1) / (G * 8)));
   const WT* w = static_cast<const WT*>(W.data);
   if (M <= 1)
-    gemm_small_m<WT, 1><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
+    gemm_small_m<WT, 1, G><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
   else if (M <= 2)
-    gemm_small_m<WT, 2><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
+    gemm_small_m<WT, 2, G><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
   else if (M <= 4)
-    gemm_small_m<WT, 4><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
+    gemm_small_m<WT, 4, G><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
   else
-    gemm_small_m<WT, 8><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
+    gemm_small_m<WT, 8, G><<<grid, kSmallThreads, 0, stream>>>(A, M, W.K, lda, w, W.N, ldw, C, ldc, ep);
   return cudaGetLastError();
+}
+
+template <typename WT>
+cudaError_t launch_small_m(cudaStream_t stream, const float* A, int64_t M, int64_t lda, const DeviceWeight& W,
+                           float* C, int64_t ldc, const Epilogue& ep) {
+  return W.N > 8192 ? launch_small_m<WT, 8>(stream, A, M, lda, W, C, ldc, ep)
+                    : launch_small_m<WT, 2>(stream, A, M, lda, W, C, ldc, ep);
 }
 
 }  // namespace

@@ -129,6 +129,8 @@ void gemm_tests() {
     }
   for (int32_t act : {kActGelu, kActRelu, kActSilu, kActTanh}) gemm_case(kGemmAuto, kWeightF32, 5, 16, 24, 16, act, true, false);
   gemm_case(kGemmSmallM, kWeightF32, 8, 20, 130, 20, kActNone, false, false);
+  gemm_case(kGemmSmallM, kWeightBF16, 2, 300, 8200, 300, kActNone, true, true);  // N > 8192: 64-column blocks
+  gemm_case(kGemmSmallM, kWeightF32, 5, 600, 40, 600, kActGeluNew, true, false);  // K > 128 slices
   gemm_case(kGemmAuto, kWeightBF16, 20, 64, 40, 64, kActNone, true, false);
 }
 
