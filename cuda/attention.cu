@@ -16,6 +16,7 @@
 #include <cmath>
 #include <vector>
 
+#include "device_util.h"
 #include "kernels.h"
 
 namespace gpt2_cuda {
@@ -75,14 +76,6 @@ struct Dims {
   static constexpr int kChunks = HD > 0 ? (HD + 31) / 32 : kMaxHeadDim / 32;  // output dims per lane
 };
 
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // One warp's running softmax state for one query row.
 template <int HD>

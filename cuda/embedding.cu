@@ -1,6 +1,7 @@
 // Row gathers: the token + position embedding sum (out = wte[id] + wpe[pos]) and gather_rows
 // (the rows whose logits are asked for). One thread per 4 floats when rows are 16-byte
 // aligned, else one per float.
+#include "device_util.h"
 #include "kernels.h"
 
 namespace gpt2_cuda {
@@ -52,7 +53,6 @@ __global__ void gather(const float* __restrict__ x, int64_t ldx, const int32_t* 
     out[row * dim + d] = src[0];
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 unsigned blocks_for(int64_t threads) { return unsigned((threads + kThreads - 1) / kThreads); }
 
 }  // namespace

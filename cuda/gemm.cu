@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "device_util.h"
 #include "kernels.h"
 
 namespace gpt2_cuda {
@@ -79,7 +80,6 @@ __device__ __forceinline__ void store_output(float v, int64_t m, int64_t n, floa
   C[m * ldc + n] = v;
 }
 
-__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ---------------------------------------------------------------- fp32 tiles
 // Each thread computes a TM x TN patch of the BM x BN block tile; A is staged transposed

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "device_util.h"
 #include "kernels.h"
 
 namespace gpt2_cuda {
@@ -30,10 +31,6 @@ namespace {
 
 constexpr int kRowsPerBlock = 4;
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     layernorm_rows(const float* x, int64_t ldx, const float* residual, float* sum_out, int64_t rows, int64_t dim,
