@@ -74,9 +74,10 @@ const cpu = await measure({ device: 'cpu' });
 const gpu32 = await measure({ device: 'cuda', dtype: 'float32' });
 const gpu16 = await measure({ device: 'cuda', dtype: 'bfloat16' });
 
-// Decode at batch 1 streams every GEMM weight once per token: bytes/step ~ weightBytes (the
-// embeddings are read as rows only, so this slightly overstates what must move).
-const bandwidth = (r) => (r.weightBytes * r.decodeTokS[1]) / 1e9;
+// Decode at batch 1 streams every packed GEMM weight (lm_head included) once per token; the fp32
+// wte/wpe tables are read a row at a time, so they are left out of the bytes per step.
+const streamedBytes = (r) => r.weightBytes - 4 * (r.config.vocab_size + r.config.n_positions) * r.config.n_embd;
+const bandwidth = (r) => (streamedBytes(r) * r.decodeTokS[1]) / 1e9;
 // Prefill FLOPs: 2 x GEMM parameters per token (+ causal attention, 2 x 2 x L x T/2 x E per token).
 const c = gpu16.config;
 const gemmParams = c.n_layer * (12 * c.n_embd * c.n_embd) + c.vocab_size * c.n_embd / prefillLen;
