@@ -200,18 +200,20 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_copy_kv_blocks(gpt2_cuda_backend* b, fl
 GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_pack_weight(gpt2_cuda_backend* b, const float* w, int64_t K, int64_t N,
                                                      int32_t transposed, int32_t format, gpt2_cuda_weight** out) {
   return on_backend("gpt2_cuda_pack_weight", b, [&]() -> gpt2_cuda_status {
-    if (!w || !out || K <= 0 || N <= 0 || (format != kWeightF32 && format != kWeightBF16))
+    if (!w || !out || K <= 0 || N <= 0 || (format != kWeightF32 && format != kWeightBF16 && format != kWeightF16))
       return fail(GPT2_CUDA_ERROR_INVALID_ARGUMENT, "gpt2_cuda_pack_weight: bad arguments");
     *out = nullptr;
     // [K, ldw] row-major with zero padding (see gemm.cu), converted on the host, uploaded once.
     const int64_t ldw = (N + 7) / 8 * 8;
-    const size_t elem = format == kWeightBF16 ? 2 : 4;
+    const size_t elem = format == kWeightF32 ? 4 : 2;
     std::vector<char> host(size_t(K) * size_t(ldw) * elem, 0);
     for (int64_t k = 0; k < K; k++)
       for (int64_t n = 0; n < N; n++) {
         const float v = transposed ? w[n * K + k] : w[k * N + n];
         if (format == kWeightBF16)
           reinterpret_cast<uint16_t*>(host.data())[k * ldw + n] = bf16_from_float(v);
+        else if (format == kWeightF16)
+          reinterpret_cast<uint16_t*>(host.data())[k * ldw + n] = f16_from_float(v);
         else
           reinterpret_cast<float*>(host.data())[k * ldw + n] = v;
       }

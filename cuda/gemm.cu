@@ -1,11 +1,12 @@
 // GEMM with a fused epilogue: C[M, N] = act(A[M, K] · W + bias) + residual. Three kernels:
 //   gemm_f32_tiled     fp32 SIMT tiles (64x64 for prefill, 16x64 for mid-sized M), the exact path
-//   gemm_bf16_wmma     bf16 tensor cores (wmma m16n16k16, fp32 accumulation) for bf16 weights
+//   gemm_wmma<T>       tensor cores (wmma m16n16k16, fp32 accumulation) for bf16 or fp16 weights
 //   gemm_small_m       M <= 8 (decode): every weight read once, 16-byte loads, fp32 math; weight
 //                      bandwidth is the limit here, so tensor cores would not help
 // Weights are stored [K, ldw] with ldw = N rounded up to 8 and zero padding, so every weight row
 // starts 16-byte aligned and the vector loads never need a scalar tail.
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <mma.h>
 
 #include <climits>
@@ -23,6 +24,20 @@ uint16_t bf16_from_float(float x) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
   u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
   return static_cast<uint16_t>(u >> 16);
+}
+
+uint16_t f16_from_float(float x) { return static_cast<__half_raw>(__float2half_rn(x)).x; }
+
+float float_from_f16(uint16_t b) {
+  __half_raw raw;
+  raw.x = b;
+  return __half2float(__half(raw));
+}
+
+float round_to_format(float x, int32_t format) {
+  if (format == kWeightBF16) return float_from_bf16(bf16_from_float(x));
+  if (format == kWeightF16) return float_from_f16(f16_from_float(x));
+  return x;
 }
 
 float float_from_bf16(uint16_t b) {
@@ -45,12 +60,12 @@ float activation_reference(int32_t act, float x) {
 }
 
 void matmul_reference(const float* A, int64_t M, int64_t lda, const float* W, int64_t K, int64_t N, float* C,
-                      int64_t ldc, const Epilogue& ep, bool bf16_activations) {
+                      int64_t ldc, const Epilogue& ep, int32_t activation_format) {
   for (int64_t m = 0; m < M; m++)
     for (int64_t n = 0; n < N; n++) {
       double acc = 0;
       for (int64_t k = 0; k < K; k++) {
-        const float a = bf16_activations ? float_from_bf16(bf16_from_float(A[m * lda + k])) : A[m * lda + k];
+        const float a = round_to_format(A[m * lda + k], activation_format);
         acc += double(a) * double(W[k * N + n]);
       }
       float v = float(acc + (ep.bias ? double(ep.bias[n]) : 0.0));
@@ -151,19 +166,23 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     }
 }
 
-// ---------------------------------------------------------------- bf16 tensor cores
+// ---------------------------------------------------------------- bf16 / fp16 tensor cores
 // 64x64 block tile, 4 warps of 32x32 (2x2 wmma fragments), K in steps of 32. A is fp32 in
-// memory and rounded to bf16 while it is staged; accumulation is fp32. The accumulators go
+// memory and rounded to the weights' type T while it is staged; accumulation is fp32. The accumulators go
 // through shared memory so the epilogue can run per element with bounds checks.
 constexpr int kWmmaBM = 64, kWmmaBN = 64, kWmmaBK = 32, kWmmaThreads = 128;
 constexpr int kAsLd = kWmmaBK + 8, kBsLd = kWmmaBN + 8, kCsLd = kWmmaBN + 4;  // padded, multiples of 8 / 4
 
+__device__ __forceinline__ void round_from_float(float x, __nv_bfloat16& out) { out = __float2bfloat16(x); }
+__device__ __forceinline__ void round_from_float(float x, __half& out) { out = __float2half(x); }
+
+template <typename T>
 __global__ void __launch_bounds__(kWmmaThreads)
-    gemm_bf16_wmma(const float* __restrict__ A, int M, int K, int64_t lda, const __nv_bfloat16* __restrict__ W, int N,
-                   int64_t ldw, float* C, int64_t ldc, Epilogue ep) {
+    gemm_wmma(const float* __restrict__ A, int M, int K, int64_t lda, const T* __restrict__ W, int N, int64_t ldw,
+              float* C, int64_t ldc, Epilogue ep) {
   using namespace nvcuda;
-  __shared__ __align__(32) __nv_bfloat16 As[kWmmaBM * kAsLd];
-  __shared__ __align__(32) __nv_bfloat16 Bs[kWmmaBK * kBsLd];
+  __shared__ __align__(32) T As[kWmmaBM * kAsLd];
+  __shared__ __align__(32) T Bs[kWmmaBK * kBsLd];
   __shared__ __align__(32) float Cs[kWmmaBM * kCsLd];
   const int tid = threadIdx.x, warp = tid / 32;
   const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
@@ -192,24 +211,24 @@ __global__ void __launch_bounds__(kWmmaThreads)
           a.w = gk + 3 < K ? src[3] : 0.f;
         }
       }
-      __nv_bfloat16* dst = As + m * kAsLd + kk;
-      dst[0] = __float2bfloat16(a.x);
-      dst[1] = __float2bfloat16(a.y);
-      dst[2] = __float2bfloat16(a.z);
-      dst[3] = __float2bfloat16(a.w);
+      T* dst = As + m * kAsLd + kk;
+      round_from_float(a.x, dst[0]);
+      round_from_float(a.y, dst[1]);
+      round_from_float(a.z, dst[2]);
+      round_from_float(a.w, dst[3]);
     }
     for (int i = tid; i < kWmmaBK * kWmmaBN / 8; i += kWmmaThreads) {
       const int kk = i / (kWmmaBN / 8), n = (i % (kWmmaBN / 8)) * 8;
       const int64_t gk = k0 + kk, gn = n0 + n;
-      uint4 b = make_uint4(0, 0, 0, 0);  // 8 bf16
+      uint4 b = make_uint4(0, 0, 0, 0);  // 8 elements of T
       if (gk < K && gn < ldw) b = *reinterpret_cast<const uint4*>(W + gk * ldw + gn);
       *reinterpret_cast<uint4*>(Bs + kk * kBsLd + n) = b;
     }
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < kWmmaBK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[2];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b[2];
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> b[2];
 #pragma unroll
       for (int i = 0; i < 2; i++) wmma::load_matrix_sync(a[i], As + (wm + 16 * i) * kAsLd + kk, kAsLd);
 #pragma unroll
@@ -244,6 +263,16 @@ constexpr int kSmallThreads = 256, kSmallWarps = kSmallThreads / 32;
 __device__ __forceinline__ void load8(const float* p, float (&w)[8]) {
   const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
   w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __half* p, float (&w)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __half22float2(h[i]);
+    w[2 * i] = f.x;
+    w[2 * i + 1] = f.y;
+  }
 }
 __device__ __forceinline__ void load8(const __nv_bfloat16* p, float (&w)[8]) {
   const uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -334,21 +363,28 @@ cudaError_t matmul(cudaStream_t stream, const float* A, int64_t M, int64_t lda, 
   const int64_t K = W.K, N = W.N, ldw = (N + 7) / 8 * 8;
   // The kernels index sizes with int and put row tiles on grid.y.
   if (M > INT32_MAX || K > INT32_MAX || N > INT32_MAX || (M + 15) / 16 > 65535) return cudaErrorInvalidValue;
-  const bool bf16 = W.format == kWeightBF16;
-  if (path == kGemmAuto) path = M <= 8 ? kGemmSmallM : bf16 ? kGemmBF16TensorCore : kGemmF32Tiled;
+  const int32_t format = W.format;
+  if (format != kWeightF32 && format != kWeightBF16 && format != kWeightF16) return cudaErrorInvalidValue;
+  if (path == kGemmAuto) path = M <= 8 ? kGemmSmallM : format == kWeightF32 ? kGemmF32Tiled : kGemmTensorCore;
   if (path == kGemmSmallM) {
     if (M > 8) return cudaErrorInvalidValue;
-    return bf16 ? launch_small_m<__nv_bfloat16>(stream, A, M, lda, W, C, ldc, ep)
-                : launch_small_m<float>(stream, A, M, lda, W, C, ldc, ep);
+    if (format == kWeightBF16) return launch_small_m<__nv_bfloat16>(stream, A, M, lda, W, C, ldc, ep);
+    if (format == kWeightF16) return launch_small_m<__half>(stream, A, M, lda, W, C, ldc, ep);
+    return launch_small_m<float>(stream, A, M, lda, W, C, ldc, ep);
   }
-  if (path == kGemmBF16TensorCore) {
-    if (!bf16) return cudaErrorInvalidValue;
+  if (path == kGemmTensorCore) {
     const dim3 grid(unsigned((N + kWmmaBN - 1) / kWmmaBN), unsigned((M + kWmmaBM - 1) / kWmmaBM));
-    gemm_bf16_wmma<<<grid, kWmmaThreads, 0, stream>>>(A, int(M), int(K), lda, static_cast<const __nv_bfloat16*>(W.data),
-                                                       int(N), ldw, C, ldc, ep);
+    if (format == kWeightBF16)
+      gemm_wmma<__nv_bfloat16><<<grid, kWmmaThreads, 0, stream>>>(
+          A, int(M), int(K), lda, static_cast<const __nv_bfloat16*>(W.data), int(N), ldw, C, ldc, ep);
+    else if (format == kWeightF16)
+      gemm_wmma<__half><<<grid, kWmmaThreads, 0, stream>>>(A, int(M), int(K), lda, static_cast<const __half*>(W.data),
+                                                           int(N), ldw, C, ldc, ep);
+    else
+      return cudaErrorInvalidValue;  // tensor cores read 16-bit weights only
     return cudaGetLastError();
   }
-  if (bf16) return cudaErrorInvalidValue;  // the fp32 tiles read fp32 weights only
+  if (format != kWeightF32) return cudaErrorInvalidValue;  // the fp32 tiles read fp32 weights only
   const float* w = static_cast<const float*>(W.data);
   if (M >= 64) {
     const dim3 grid(unsigned((N + 63) / 64), unsigned((M + 63) / 64));

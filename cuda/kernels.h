@@ -14,10 +14,10 @@ namespace gpt2_cuda {
 
 // Same values as gpt2::ActivationKind.
 enum Activation : int32_t { kActNone = 0, kActGeluNew, kActGelu, kActRelu, kActSilu, kActTanh };
-enum WeightFormat : int32_t { kWeightF32 = 0, kWeightBF16 = 1 };
+enum WeightFormat : int32_t { kWeightF32 = 0, kWeightBF16 = 1, kWeightF16 = 2 };
 
 // ---- gemm.cu ----
-// A weight as the GEMMs read it: logical [K, N], row-major, fp32 or bf16 (raw uint16 bits).
+// A weight as the GEMMs read it: logical [K, N], row-major, fp32, bf16 or fp16 (raw uint16 bits).
 struct DeviceWeight {
   int64_t K = 0, N = 0;
   int32_t format = kWeightF32;
@@ -28,6 +28,9 @@ struct DeviceWeight {
 // fp32 -> bf16 bits, round to nearest even (NaN kept quiet); the host side of pack_weight.
 uint16_t bf16_from_float(float x);
 float float_from_bf16(uint16_t b);
+uint16_t f16_from_float(float x);  // round to nearest even
+float float_from_f16(uint16_t b);
+float round_to_format(float x, int32_t format);  // x as a WeightFormat stores it
 
 struct Epilogue {
   const float* bias = nullptr;      // [N] or null
@@ -37,13 +40,13 @@ struct Epilogue {
 };
 
 // Which kernel matmul picks; kAuto chooses from M and the weight format.
-enum GemmPath : int32_t { kGemmAuto = 0, kGemmF32Tiled, kGemmBF16TensorCore, kGemmSmallM };
+enum GemmPath : int32_t { kGemmAuto = 0, kGemmF32Tiled, kGemmTensorCore, kGemmSmallM };
 cudaError_t matmul(cudaStream_t stream, const float* A, int64_t M, int64_t lda, const DeviceWeight& W, float* C,
                    int64_t ldc, const Epilogue& ep, GemmPath path = kGemmAuto);
-// Host reference: double accumulation over W's stored values (bf16 weights widened exactly;
-// with bf16_activations the A operand is rounded to bf16 first, as the tensor-core path does).
+// Host reference: double accumulation over W's stored values (16-bit weights widened exactly;
+// A is first rounded to activation_format, a WeightFormat, as the tensor-core path does).
 void matmul_reference(const float* A, int64_t M, int64_t lda, const float* W, int64_t K, int64_t N, float* C,
-                      int64_t ldc, const Epilogue& ep, bool bf16_activations);
+                      int64_t ldc, const Epilogue& ep, int32_t activation_format);
 float activation_reference(int32_t act, float x);
 
 // ---- layernorm.cu ----

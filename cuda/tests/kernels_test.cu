@@ -88,16 +88,16 @@ void gemm_case(GemmPath path, int32_t format, int64_t M, int64_t K, int64_t N, i
   // The weight as the device stores it: [K, ldw], fp32 or bf16 bits; the reference sees the
   // same (rounded) values.
   std::vector<float> w_f32(size_t(K) * ldw, 0.0f);
-  std::vector<uint16_t> w_bf16(size_t(K) * ldw, 0);
+  std::vector<uint16_t> w_16(size_t(K) * ldw, 0);
   for (int64_t k = 0; k < K; k++)
     for (int64_t n = 0; n < N; n++) {
-      w_bf16[k * ldw + n] = bf16_from_float(W[k * N + n]);
-      if (format == kWeightBF16) W[k * N + n] = float_from_bf16(w_bf16[k * ldw + n]);
+      w_16[k * ldw + n] = format == kWeightF16 ? f16_from_float(W[k * N + n]) : bf16_from_float(W[k * N + n]);
+      W[k * N + n] = round_to_format(W[k * N + n], format);
       w_f32[k * ldw + n] = W[k * N + n];
     }
   DeviceWeight dw;
   dw.K = K, dw.N = N, dw.format = format;
-  dw.data = format == kWeightBF16 ? static_cast<void*>(dev(w_bf16)) : static_cast<void*>(dev(w_f32));
+  dw.data = format == kWeightF32 ? static_cast<void*>(dev(w_f32)) : static_cast<void*>(dev(w_16));
   float* dA = dev(A);
   float* dC = dev(C0);
   float* dbias = dev(bias);
@@ -110,8 +110,8 @@ void gemm_case(GemmPath path, int32_t format, int64_t M, int64_t K, int64_t N, i
   ref_ep.bias = with_bias ? bias.data() : nullptr;
   std::vector<float> want = C0;
   ref_ep.residual = residual_aliases_c ? C0.data() : nullptr;
-  const bool tensor_cores = path == kGemmBF16TensorCore || (path == kGemmAuto && format == kWeightBF16 && M > 8);
-  matmul_reference(A.data(), M, lda, W.data(), K, N, want.data(), ldc, ref_ep, tensor_cores);
+  const bool tensor_cores = path == kGemmTensorCore || (path == kGemmAuto && format != kWeightF32 && M > 8);
+  matmul_reference(A.data(), M, lda, W.data(), K, N, want.data(), ldc, ref_ep, tensor_cores ? format : kWeightF32);
   const cudaError_t e = matmul(nullptr, dA, M, lda, dw, dC, ldc, ep, path);
   // fp32 paths: summation order only; bf16 operands: exact products, fp32 sums.
   check(name, e, host(dC, C0.size()), want, 1e-4f, 1e-4f);
@@ -124,8 +124,10 @@ void gemm_tests() {
       gemm_case(kGemmF32Tiled, kWeightF32, 13, 33, 21, 35, act, true, res);   // 16-row tiles, scalar A
       gemm_case(kGemmSmallM, kWeightF32, 3, 64, 100, 64, act, true, res);
       gemm_case(kGemmSmallM, kWeightBF16, 1, 37, 19, 37, act, true, res);
-      gemm_case(kGemmBF16TensorCore, kWeightBF16, 70, 48, 72, 52, act, true, res);
-      gemm_case(kGemmBF16TensorCore, kWeightBF16, 9, 33, 21, 33, act, false, res);
+      gemm_case(kGemmTensorCore, kWeightBF16, 70, 48, 72, 52, act, true, res);
+      gemm_case(kGemmTensorCore, kWeightBF16, 9, 33, 21, 33, act, false, res);
+      gemm_case(kGemmTensorCore, kWeightF16, 70, 48, 72, 52, act, true, res);
+      gemm_case(kGemmSmallM, kWeightF16, 3, 37, 19, 37, act, true, res);
     }
   for (int32_t act : {kActGelu, kActRelu, kActSilu, kActTanh}) gemm_case(kGemmAuto, kWeightF32, 5, 16, 24, 16, act, true, false);
   gemm_case(kGemmSmallM, kWeightF32, 8, 20, 130, 20, kActNone, false, false);

@@ -210,8 +210,10 @@ model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
     o.weights = WeightFormat::F32;
   else if (a.dtype == "bfloat16")
     o.weights = WeightFormat::BF16;
+  else if (a.dtype == "float16" && s.device.rfind("cuda", 0) == 0)
+    o.weights = WeightFormat::F16;  // CUDA: fp16 tensor cores (see cuda/gemm.cu)
   else if (a.dtype == "float16")
-    throw_type_error("dtype 'float16' is not supported by the CPU or CUDA backends (use 'float32' or 'bfloat16')");
+    throw_type_error("dtype 'float16' needs device 'cuda'; the CPU backend supports 'float32' and 'bfloat16'");
   else
     throw_type_error("dtype must be 'float32', 'bfloat16' or 'float16' (got '" + a.dtype + "')");
   s.dtype = a.dtype;

@@ -25,7 +25,7 @@ describe('CUDA kernels vs CPU references (cusim)', () => {
       expect(r.stderr).not.toMatch(/cusim:/);  // no emulator diagnostics (races, bad warp ops, ...)
       for (const f of FAMILIES) expect(lines.some((l) => l.startsWith(`PASS ${f}`)), f).toBe(true);
       // Each GEMM path, both weight formats, and the split-KV decode merge are covered.
-      for (const p of ['path=1 format=0', 'path=2 format=1', 'path=3 format=0', 'path=3 format=1', 'split-KV'])
+      for (const p of ['path=1 format=0', 'path=2 format=1', 'path=2 format=2', 'path=3 format=0', 'path=3 format=1', 'path=3 format=2', 'split-KV'])
         expect(lines.some((l) => l.startsWith('PASS') && l.includes(p)), p).toBe(true);
     });
   }
