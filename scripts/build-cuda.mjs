@@ -10,8 +10,9 @@
 //                                            puts it next to the .node it packs)
 //   node scripts/build-cuda.mjs --cusim      the same sources built with cusim-build (CUDA on the
 //                                            CPU, ../shared/cusim or $GPT2_CUSIM_DIR) into
-//                                            build-cusim/libgpt2_cuda.so; --sanitize adds ASan+UBSan
-//                                            (build-cusim/libgpt2_cuda-asan.so)
+//                                            build-cusim/libgpt2_cuda.so, plus the kernel tests
+//                                            build-cusim/kernels_test; --sanitize adds ASan+UBSan
+//                                            (build-cusim/libgpt2_cuda-asan.so, kernels_test-asan)
 // GPT2_SKIP_CUDA=1 skips the nvcc build. GPT2_CUDA_PTXAS_VERBOSE=1 rebuilds with ptxas -v and
 // writes the build output (registers, spills, shared memory per kernel) to build-cuda/ptxas.log.
 import { spawnSync } from 'node:child_process';
@@ -92,36 +93,48 @@ function copyInto(so) {
   say(`copied ${PLUGIN} into ${relative(process.cwd(), opts.into) || '.'}`);
 }
 
-function buildCusim() {
-  const cusimDir = resolve(process.env.GPT2_CUSIM_DIR ?? join(root, '..', 'shared', 'cusim'));
+// One cusim-build invocation, skipped when `out` is newer than every input.
+function cusimBuild(cusimDir, out, sources, flags, what) {
   const cusimBuild = join(cusimDir, 'cusim-build');
-  if (!existsSync(cusimBuild)) fail(`cusim not found at ${cusimBuild} (set GPT2_CUSIM_DIR)`);
-  const out = join(root, 'build-cusim', opts.sanitize ? 'libgpt2_cuda-asan.so' : PLUGIN);
-  const sources = pluginSources();
   const inputs = [
     ...readdirSync(join(root, 'cuda')).map((f) => join(root, 'cuda', f)),
+    ...sources.map((f) => join(root, f)),
     join(root, 'native/core/cuda_plugin_abi.h'),
     cusimBuild,
     join(cusimDir, 'cusim.h'),
   ];
   if (existsSync(out) && statSync(out).mtimeMs >= newestMtime(inputs)) {
-    say(`cusim plugin up to date: ${relative(root, out)}`);
-    return out;
+    say(`cusim ${what} up to date: ${relative(root, out)}`);
+    return;
   }
   mkdirSync(dirname(out), { recursive: true });
-  const flags = [
+  const t0 = performance.now();
+  const r = spawnSync('python3', [cusimBuild, ...(opts.sanitize ? ['--sanitize'] : []), ...flags, ...sources, '-o', out], {
+    cwd: root,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) fail(`cusim build of the ${what} failed (${r.error?.message ?? `exit ${r.status}`})`, `${r.stdout}${r.stderr}`);
+  say(`cusim ${what} built in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${relative(root, out)}`);
+}
+
+// The plugin, and cuda/tests/kernels_test (every kernel against its CPU reference), which
+// tests/cusim/kernels.test.ts runs.
+function buildCusim() {
+  const cusimDir = resolve(process.env.GPT2_CUSIM_DIR ?? join(root, '..', 'shared', 'cusim'));
+  if (!existsSync(join(cusimDir, 'cusim-build'))) fail(`cusim not found at ${join(cusimDir, 'cusim-build')} (set GPT2_CUSIM_DIR)`);
+  const suffix = opts.sanitize ? '-asan' : '';
+  const out = join(root, 'build-cusim', opts.sanitize ? 'libgpt2_cuda-asan.so' : PLUGIN);
+  const warnings = ['-Wall', '-Wextra', '-Werror'];
+  cusimBuild(cusimDir, out, pluginSources(), [
     '--shared',
-    ...(opts.sanitize ? ['--sanitize'] : []),
     '-Xcompiler', '-fvisibility=hidden',
     '-DGPT2_CUDA_BUILDING_PLUGIN=1',
     '-Icuda', '-Inative/core',
-    '-Wall', '-Wextra', '-Werror',
+    ...warnings,
     '-Wl,--version-script=cuda/exports.map',
-  ];
-  const t0 = performance.now();
-  const r = spawnSync('python3', [cusimBuild, ...flags, ...sources, '-o', out], { cwd: root, encoding: 'utf8' });
-  if (r.status !== 0) fail(`cusim build of the CUDA plugin failed (${r.error?.message ?? `exit ${r.status}`})`, `${r.stdout}${r.stderr}`);
-  say(`cusim plugin built in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${relative(root, out)}`);
+  ], 'plugin');
+  cusimBuild(cusimDir, join(root, 'build-cusim', `kernels_test${suffix}`), [...pluginSources(), 'cuda/tests/kernels_test.cu'],
+    ['-Icuda', '-Inative/core', ...warnings], 'kernel tests');
   return out;
 }
 

@@ -9,6 +9,7 @@
 #include "addon/js_errors.h"
 #include "addon/model_state.h"
 #include "addon/promise_worker.h"
+#include "core/cuda_backend.h"
 #include "core/json.h"
 #include "core/thread_pool.h"
 #include "cpu/cpu_backend.h"
@@ -170,15 +171,29 @@ LoadArgs load_args(const Napi::Value& v) {
   return a;
 }
 
-// Picks the backend for the requested device. CUDA is not built into this backend set yet:
-// 'auto' falls back to the CPU with the reason; an explicit 'cuda' is an error.
+// Picks the backend for the requested device: 'auto' is CUDA device 0 when the plugin is
+// loaded and the device usable, else the CPU with the reason in Model.deviceReason;
+// 'cuda' / 'cuda:N' is that device or an ERR_GPT2_CUDA error saying why not.
 std::unique_ptr<Backend> make_backend(const LoadArgs& a, ModelState& s) {
-  const std::string cuda_reason = "CUDA backend not available: this build has no CUDA plugin loaded";
-  if (a.device == "cuda" || a.device.rfind("cuda:", 0) == 0)
-    throw Error(ErrorKind::Error, code::kCuda, "device '" + a.device + "' requested, but " + cuda_reason);
-  if (a.device != "cpu" && a.device != "auto")
+  const bool want_cuda = a.device == "cuda" || a.device.rfind("cuda:", 0) == 0;
+  if (!want_cuda && a.device != "cpu" && a.device != "auto")
     throw_type_error("device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got '" + a.device + "')");
-  if (a.device == "auto") s.device_reason = cuda_reason;
+  if (want_cuda || a.device == "auto") {
+    int device = 0;
+    if (a.device.size() > 5) {
+      const std::string n = a.device.substr(5);
+      if (n.size() > 4 || n.find_first_not_of("0123456789") != std::string::npos)
+        throw_type_error("device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got '" + a.device + "')");
+      device = std::stoi(n);
+    }
+    std::string reason;
+    if (std::unique_ptr<CudaBackend> cuda = CudaBackend::create(device, &reason)) {
+      s.device = cuda->name();
+      return cuda;
+    }
+    if (want_cuda) throw Error(ErrorKind::Error, code::kCuda, "device '" + a.device + "' requested, but " + reason);
+    s.device_reason = reason;
+  }
   s.device = "cpu";
   // The process-wide pool: the first model fixes its size; `threads` then caps how many
   // of its threads this model's kernels use.
@@ -195,8 +210,10 @@ model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
     o.weights = WeightFormat::F32;
   else if (a.dtype == "bfloat16")
     o.weights = WeightFormat::BF16;
+  else if (a.dtype == "float16" && s.device.rfind("cuda", 0) == 0)
+    o.weights = WeightFormat::F16;  // CUDA: fp16 tensor cores (see cuda/gemm.cu)
   else if (a.dtype == "float16")
-    throw_type_error("dtype 'float16' is not supported by the CPU backend (use 'float32' or 'bfloat16')");
+    throw_type_error("dtype 'float16' needs device 'cuda'; the CPU backend supports 'float32' and 'bfloat16'");
   else
     throw_type_error("dtype must be 'float32', 'bfloat16' or 'float16' (got '" + a.dtype + "')");
   s.dtype = a.dtype;

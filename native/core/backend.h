@@ -25,7 +25,8 @@ namespace gpt2 {
 // Same values as gpt2::cpu::Activation (native/cpu/activation.h).
 enum class ActivationKind : int32_t { None = 0, GeluNew, Gelu, Relu, Silu, Tanh };
 
-enum class WeightFormat : int32_t { F32 = 0, BF16 = 1 };
+// F16 only where the backend supports it (CUDA; the CPU backend is given F32 or BF16).
+enum class WeightFormat : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
 
 // A weight matrix prepared once for this backend's GEMM (repacked, converted, uploaded).
 struct BackendWeight;

@@ -110,6 +110,10 @@ bool load_plugin(const std::string& path, const std::string& label, Loaded& out)
   else if (!resolve(handle, "gpt2_cuda_device_count", api.device_count)) missing = "gpt2_cuda_device_count";
   else if (!resolve(handle, "gpt2_cuda_device_info_get", api.device_info_get)) missing = "gpt2_cuda_device_info_get";
   else if (!resolve(handle, "gpt2_cuda_self_test", api.self_test)) missing = "gpt2_cuda_self_test";
+#define GPT2_CUDA_RESOLVE(name) \
+  else if (!resolve(handle, "gpt2_cuda_" #name, api.name)) missing = "gpt2_cuda_" #name;
+  GPT2_CUDA_BACKEND_ENTRIES(GPT2_CUDA_RESOLVE)
+#undef GPT2_CUDA_RESOLVE
   if (missing) {
     st.reason = "CUDA plugin " + label + " lacks " + missing;
     return false;

@@ -37,6 +37,12 @@ struct CudaStatus {
 // Oldest compute capability the plugin is built for (sm_80).
 inline constexpr int kCudaMinComputeMajor = 8;
 
+// The Backend entry points (ABI 1.1), as X(name) for gpt2_cuda_<name>.
+#define GPT2_CUDA_BACKEND_ENTRIES(X)                                                                  \
+  X(backend_create) X(backend_destroy) X(alloc) X(free) X(upload) X(download) X(copy_kv_blocks) \
+  X(pack_weight) X(free_weight) X(weight_bytes) X(matmul) X(layernorm) X(embed) X(kv_append)        \
+  X(attention) X(gather_rows) X(sample)
+
 // The entry points of a loaded plugin (cuda_plugin_abi.h). Grows with the ABI's minor
 // version: entries added later may be null when the plugin predates them.
 struct CudaPluginApi {
@@ -49,6 +55,9 @@ struct CudaPluginApi {
   gpt2_cuda_status (*device_count)(int32_t*) = nullptr;
   gpt2_cuda_status (*device_info_get)(int32_t, gpt2_cuda_device_info*) = nullptr;
   gpt2_cuda_status (*self_test)(int32_t) = nullptr;
+#define GPT2_CUDA_API_FIELD(name) decltype(&gpt2_cuda_##name) name = nullptr;
+  GPT2_CUDA_BACKEND_ENTRIES(GPT2_CUDA_API_FIELD)
+#undef GPT2_CUDA_API_FIELD
 };
 
 // Loads the plugin on first use (later calls return the same result).

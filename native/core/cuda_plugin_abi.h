@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define GPT2_CUDA_ABI_MAJOR 1
-#define GPT2_CUDA_ABI_MINOR 0
+#define GPT2_CUDA_ABI_MINOR 1  /* 1: the Backend entry points and gpt2_cuda_sample */
 #define GPT2_CUDA_ABI_VERSION ((GPT2_CUDA_ABI_MAJOR << 16) | GPT2_CUDA_ABI_MINOR)
 
 /* Name of the plugin library file, as searched by the loader. */
@@ -80,6 +80,91 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_device_info_get(int32_t device, gpt2_cu
 /* Runs a small kernel on `device` (a host -> device -> kernel -> host round trip with a block
  * reduction) and checks the result against the same computation on the host. */
 GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_self_test(int32_t device);
+
+/* ---- Backend (ABI 1.1): native/core/backend.h's calls, one entry point each ----
+ * A backend owns one device, one stream and a caching allocator. All pointers to data are
+ * device memory from gpt2_cuda_alloc except where a comment says host. Ops are enqueued
+ * in call order; gpt2_cuda_download returns when the data is on the host, so its status also
+ * reports an earlier kernel's fault. Out-of-memory is GPT2_CUDA_ERROR_OUT_OF_MEMORY. */
+typedef struct gpt2_cuda_backend gpt2_cuda_backend;
+typedef struct gpt2_cuda_weight gpt2_cuda_weight;
+
+/* gpt2::AttentionBatch: int32 arrays in device memory. */
+typedef struct gpt2_cuda_attention_batch {
+  int32_t n_seqs;
+  int32_t max_q_len;
+  int32_t max_kv_len;
+  const int32_t* q_start;
+  const int32_t* q_len;
+  const int32_t* kv_len;
+  const int32_t* block_table_start;
+  const int32_t* block_tables;
+} gpt2_cuda_attention_batch;
+
+/* gpt2::AttentionShape */
+typedef struct gpt2_cuda_attention_shape {
+  int32_t n_head;
+  int32_t head_dim;
+  int32_t block_size;
+  float scale;
+} gpt2_cuda_attention_shape;
+
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_backend_create(int32_t device, gpt2_cuda_backend** out);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_backend_destroy(gpt2_cuda_backend* b);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_alloc(gpt2_cuda_backend* b, size_t bytes, void** out);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_free(gpt2_cuda_backend* b, void* ptr);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_upload(gpt2_cuda_backend* b, void* dst, const void* host_src, size_t bytes);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_download(gpt2_cuda_backend* b, void* host_dst, const void* src, size_t bytes);
+/* src_blocks / dst_blocks: host arrays of n_blocks block ids. */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_copy_kv_blocks(gpt2_cuda_backend* b, float* k_pool, float* v_pool,
+                                                        int64_t pool_stride_floats, int32_t n_layers,
+                                                        int64_t block_floats, const int32_t* src_blocks,
+                                                        const int32_t* dst_blocks, int32_t n_blocks);
+/* w: host memory, logical [K, N] (row-major [K, N], or [N, K] with transposed != 0);
+ * format: 0 = fp32, 1 = bf16 (tensor cores). */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_pack_weight(gpt2_cuda_backend* b, const float* w, int64_t K, int64_t N,
+                                                     int32_t transposed, int32_t format, gpt2_cuda_weight** out);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_free_weight(gpt2_cuda_backend* b, gpt2_cuda_weight* w);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_weight_bytes(const gpt2_cuda_weight* w, uint64_t* out);
+/* activation: gpt2::ActivationKind's values. */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_matmul(gpt2_cuda_backend* b, const float* A, int64_t M, int64_t lda,
+                                                const gpt2_cuda_weight* W, float* C, int64_t ldc, const float* bias,
+                                                int32_t activation, const float* residual, int64_t ldr);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_layernorm(gpt2_cuda_backend* b, const float* x, int64_t ldx,
+                                                   const float* residual, float* sum_out, int64_t rows, int64_t dim,
+                                                   const float* gamma, const float* beta, float eps, float* y,
+                                                   int64_t ldy);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_embed(gpt2_cuda_backend* b, const int32_t* ids, const int32_t* positions,
+                                               int64_t n, const float* wte, const float* wpe, int64_t dim, float* out);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_kv_append(gpt2_cuda_backend* b, const float* k, int64_t ldk, const float* v,
+                                                   int64_t ldv, const int32_t* slots, int64_t n,
+                                                   const gpt2_cuda_attention_shape* shape, float* k_pool,
+                                                   float* v_pool);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_attention(gpt2_cuda_backend* b, const float* q, int64_t ldq,
+                                                   const gpt2_cuda_attention_batch* batch,
+                                                   const gpt2_cuda_attention_shape* shape, const float* k_pool,
+                                                   const float* v_pool, float* out, int64_t ldo);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_gather_rows(gpt2_cuda_backend* b, const float* x, int64_t ldx,
+                                                     const int32_t* rows, int64_t n, int64_t dim, float* out);
+
+/* ---- Device-side sampling (ABI 1.1) ----
+ * temperature <= 0: greedy (argmax, lowest id on ties). Otherwise softmax(logits / temperature)
+ * limited to the top_k largest (top_k <= 0: all; ties at the k-th value kept), then to the
+ * smallest set of largest probabilities whose mass reaches top_p (>= 1: all; ties kept), and one
+ * draw whose uniform number is a pure function of seed. */
+typedef struct gpt2_cuda_sampling_params {
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  uint32_t reserved; /* 0 */
+  uint64_t seed;
+} gpt2_cuda_sampling_params;
+
+/* logits: device memory, rows x vocab with row stride ld; params and out_ids: host arrays of
+ * `rows` entries. Returns when out_ids is filled. */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_sample(gpt2_cuda_backend* b, const float* logits, int64_t rows, int64_t vocab,
+                                                int64_t ld, const gpt2_cuda_sampling_params* params,
+                                                int32_t* out_ids);
 
 #ifdef __cplusplus
 }
