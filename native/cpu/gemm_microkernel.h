@@ -388,12 +388,16 @@ struct Gemm {
   template <Mode kMode>
   static void block(const BlockArgs& g) {
     const int64_t rows = g.m1 - g.m0;
-    const bool pack = kMode == kBf16Dot || g.pack_a;
+    const bool prepacked = kMode != kBf16Dot && g.a_packed;
+    const bool pack = kMode == kBf16Dot || g.pack_a || prepacked;
     for (int64_t k0 = 0; k0 < g.K; k0 += g.kc) {
       const int64_t kl = imin(g.kc, g.K - k0);
       const bool first = k0 == 0, last = k0 + kl == g.K;
       const float* a_rows = g.A + g.m0 * g.lda + k0;
-      if (kMode == kBf16Dot)
+      const void* a_block = g.scratch_a;
+      if (prepacked)
+        a_block = g.a_packed + k0 * g.a_packed_rows;
+      else if (kMode == kBf16Dot)
         pack_a_bf16_pairs(a_rows, g.lda, rows, kl, static_cast<uint32_t*>(g.scratch_a));
       else if (pack)
         pack_a_f32(a_rows, g.lda, rows, kl, static_cast<float*>(g.scratch_a));
@@ -421,9 +425,9 @@ struct Gemm {
           const bool preloaded = g.c_preloaded && !edge;
           const bool accumulate = !first || preloaded;
           if (pack) {
-            const void* a = kMode == kBf16Dot ? static_cast<const void*>(static_cast<const uint32_t*>(g.scratch_a) +
+            const void* a = kMode == kBf16Dot ? static_cast<const void*>(static_cast<const uint32_t*>(a_block) +
                                                                          t * a_tile)
-                                              : static_cast<const void*>(static_cast<const float*>(g.scratch_a) +
+                                              : static_cast<const void*>(static_cast<const float*>(a_block) +
                                                                          t * a_tile);
             if (kCanExpandOnce && expand_once)
               call<kF32, true>(r, a, 0, b, kl, c, ldc, accumulate);
