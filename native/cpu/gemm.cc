@@ -259,10 +259,18 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     if (K <= kc + kc / 2) kc = K;
   }
   if (kc < K) kc += kc & 1;  // bf16 pairs never straddle blocks
-  // M: blocks of ~96 rows (packed A block ~100 KB, in L2).
-  const int64_t mb_target = amx ? 64 : std::max<int64_t>(MR, (96 / MR) * MR);
-  const int64_t mblocks = (M + mb_target - 1) / mb_target;
-  const int64_t mb = mblocks == 1 ? M : mb_target;
+  // M: blocks of at most ~192 rows (packed A's K block ~150-200 KB, in L2), balanced in
+  // whole row tiles: 128 rows stay one block (both threads share the B stream instead of
+  // each reading it for its half of the rows), 1024 rows -> 6 blocks of 182 (MR = 14).
+  int64_t mblocks = 1, mb = M;
+  if (amx) {
+    mblocks = (M + 63) / 64;
+    mb = mblocks == 1 ? M : 64;
+  } else if (M > 192) {
+    mblocks = (M + 191) / 192;
+    mb = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
+    mblocks = (M + mb - 1) / mb;
+  }
   // N: enough tasks for the pool to balance (4 per thread), at most 8 panels per task when
   // there are many row blocks (the B block stays in L2).
   const int threads = pool.size();
