@@ -301,19 +301,23 @@ struct Gemm {
   static int64_t tile_count(int64_t rows) { return (rows + MR - 1) / MR; }
   static int64_t tile_begin(int64_t rows, int64_t t) { return t * rows / tile_count(rows); }
 
-  // A[m0.., k0..k0+kl) -> per row tile t: [kl][MR] floats at t*MR*kl (unused rows zero).
+  // A[m0.., k0..k0+kl) -> per row tile t: [kl][MR] floats at t*MR*kl. Rows past the
+  // tile's H are left as they are: the H-row kernel never reads them.
+  template <int H = MR>
+  static void pack_tile_f32(int h, const float* s, int64_t lda, int64_t kl, float* d) {
+    if constexpr (H >= 1) {
+      if (h != H) return pack_tile_f32<H - 1>(h, s, lda, kl, d);
+      // k outer: the stores are contiguous and each of the H rows is read sequentially.
+      for (int64_t k = 0; k < kl; k++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < H; i++) d[k * MR + i] = s[i * lda + k];
+      }
+    }
+  }
   static void pack_a_f32(const float* A, int64_t lda, int64_t rows, int64_t kl, float* dst) {
     for (int64_t t = 0; t < tile_count(rows); t++) {
       const int64_t b = tile_begin(rows, t), h = tile_begin(rows, t + 1) - b;
-      float* d = dst + t * MR * kl;
-      for (int i = 0; i < MR; i++) {
-        if (i < h) {
-          const float* s = A + (b + i) * lda;
-          for (int64_t k = 0; k < kl; k++) d[k * MR + i] = s[k];
-        } else {
-          for (int64_t k = 0; k < kl; k++) d[k * MR + i] = 0.0f;
-        }
-      }
+      pack_tile_f32(static_cast<int>(h), A + b * lda, lda, kl, dst + t * MR * kl);
     }
   }
   // Same, rounded to bf16 pairs: [ceil(kl/2)][MR] uint32, low half = even k.
