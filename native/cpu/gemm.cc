@@ -35,7 +35,8 @@ struct BaselineOps : VecTypes<4> {
 };
 using BaselineGemm = Gemm<BaselineOps, 4>;
 const KernelSet kBaseline = {"baseline", 4, BaselineGemm::NR, 4, false, BaselineGemm::block_f32,
-                             BaselineGemm::block_bf16_expand, nullptr, BaselineGemm::pack_a_f32, BaselineGemm::epilogue_rows};
+                             BaselineGemm::block_bf16_expand, nullptr, BaselineGemm::pack_a_f32,
+                             BaselineGemm::epilogue_rows};
 // The AMX emulation: 32-column panels like the AVX-512 path, the 16-wide template on
 // plain GCC vectors (lowered to SSE2 here), tile instructions emulated.
 struct Wide16PortableOps : VecTypes<16> {

@@ -178,7 +178,8 @@ int main(int argc, char** argv) {
     const int copies = int(std::max<size_t>(1, (size_t(96) << 20) / wbytes + 1));
     std::vector<PackedWeight> f32, bf16;
     for (int c = 0; c < copies; c++) f32.push_back(PackedWeight::pack(w.data(), s.K, s.N, s.transposed, WeightType::F32));
-    for (int c = 0; c < (f32_only ? 0 : 2 * copies); c++) bf16.push_back(PackedWeight::pack(w.data(), s.K, s.N, s.transposed, WeightType::BF16));
+    for (int c = 0; c < (f32_only ? 0 : 2 * copies); c++)
+      bf16.push_back(PackedWeight::pack(w.data(), s.K, s.N, s.transposed, WeightType::BF16));
     std::vector<float> wsrc;
     if (s.transposed) {  // wte as stored: [V, E]
       wsrc.resize(w.size());
