@@ -60,7 +60,7 @@ struct KernelSet {
   // AMX (bf16, large M, K % 32 == 0); nullptr where not compiled or not usable.
   void (*block_amx)(const BlockArgs&);
   // A[rows, kl] (stride lda) -> row tiles [kl][MR] one after another, as the fp32
-  // micro-kernels read them (rows past the block are zero).
+  // micro-kernels read them (rows past a short tile are left as they are: never read).
   void (*pack_a)(const float* A, int64_t lda, int64_t rows, int64_t kl, float* dst);
   // Applies the epilogue to rows of an already computed C (used for tests of the
   // vectorised activations): C[r, n] = act(C[r,n] + bias[n]) + residual[r, n].
