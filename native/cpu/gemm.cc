@@ -35,7 +35,8 @@ struct BaselineOps : VecTypes<4> {
 };
 using BaselineGemm = Gemm<BaselineOps, 4>;
 const KernelSet kBaseline = {"baseline", 4, BaselineGemm::NR, 4, false, BaselineGemm::block_f32,
-                             BaselineGemm::block_bf16_expand, nullptr, BaselineGemm::epilogue_rows};
+                             BaselineGemm::block_bf16_expand, nullptr, BaselineGemm::pack_a_f32,
+                             BaselineGemm::epilogue_rows};
 // The AMX emulation: 32-column panels like the AVX-512 path, the 16-wide template on
 // plain GCC vectors (lowered to SSE2 here), tile instructions emulated.
 struct Wide16PortableOps : VecTypes<16> {
@@ -51,7 +52,7 @@ using Wide16PortableGemm = Gemm<Wide16PortableOps, 14>;
 void block_amx_emulated(const BlockArgs& g) { amx_block<EmulatedTiles, Wide16PortableGemm>(g); }
 const KernelSet kAmxEmulated = {"amx-emulated", 14, 32, 16, true, Wide16PortableGemm::block_f32,
                                 Wide16PortableGemm::block_bf16_dot, block_amx_emulated,
-                                Wide16PortableGemm::epilogue_rows};
+                                Wide16PortableGemm::pack_a_f32, Wide16PortableGemm::epilogue_rows};
 }  // namespace
 
 const KernelSet* kernels_baseline() { return &kBaseline; }
@@ -191,6 +192,8 @@ struct AlignedBuffer {
 };
 // Per-thread packing buffers: pool threads are persistent, so these live as long as they do.
 thread_local AlignedBuffer t_scratch_a, t_scratch_b, t_scratch_c;
+// A packed once per matmul for all tasks (the calling thread's; pool threads read it).
+thread_local AlignedBuffer t_packed_a;
 
 bool ranges_overlap(const float* a, int64_t rows_a, int64_t ld_a, const float* b, int64_t ld_b, int64_t rows,
                     int64_t cols) {
@@ -257,14 +260,23 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     if (K <= kc + kc / 2) kc = K;
   }
   if (kc < K) kc += kc & 1;  // bf16 pairs never straddle blocks
-  // M: blocks of ~96 rows (packed A block ~100 KB, in L2).
-  const int64_t mb_target = amx ? 64 : std::max<int64_t>(MR, (96 / MR) * MR);
-  const int64_t mblocks = (M + mb_target - 1) / mb_target;
-  const int64_t mb = mblocks == 1 ? M : mb_target;
-  // N: enough tasks for the pool to balance (4 per thread), at most 8 panels per task when
+  // M: blocks of at most ~192 rows (packed A's K block ~150-200 KB, in L2), balanced in
+  // whole row tiles: 128 rows stay one block (both threads share the B stream instead of
+  // each reading it for its half of the rows), 1024 rows -> 6 blocks of 182 (MR = 14).
+  int64_t mblocks = 1, mb = M;
+  if (amx) {
+    mblocks = (M + 63) / 64;
+    mb = mblocks == 1 ? M : 64;
+  } else if (M > 192) {
+    mblocks = (M + 191) / 192;
+    mb = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
+    mblocks = (M + mb - 1) / mb;
+  }
+  // N: enough tasks for the pool to balance (8 per thread: a thread descheduled on this
+  // shared machine leaves a shorter tail; c_attn at M = 128 +17%), at most 8 panels per task when
   // there are many row blocks (the B block stays in L2).
   const int threads = pool.size();
-  int64_t nb = (panels * mblocks + 4 * threads - 1) / (4 * threads);
+  int64_t nb = (panels * mblocks + 8 * threads - 1) / (8 * threads);
   if (mblocks > 1) nb = std::min<int64_t>(nb, amx ? 4 : 8);
   nb = std::clamp<int64_t>(nb, 1, panels);
   const int64_t nblocks = (panels + nb - 1) / nb;
@@ -275,6 +287,21 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
   const size_t scratch_b_bytes = size_t(kc + 2) * size_t(NR) * sizeof(float);
   const size_t scratch_c_bytes = size_t(mb_round + 32) * size_t(NR) * sizeof(float);
 
+  // fp32 kernels (fp32 weights, or bf16 ones expanded to fp32) on several row tiles: pack
+  // all of A once, in parallel, instead of once per task (N-block) in every task.
+  const bool fp32_kernel = w->type == WeightType::F32 || (!amx && !ks.bf16_rounds_activations);
+  if (g.pack_a && fp32_kernel) {
+    const int64_t kblocks = (K + kc - 1) / kc;
+    float* packed = static_cast<float*>(t_packed_a.get(size_t(mblocks * mb_round * K) * sizeof(float)));
+    pool.run(mblocks * kblocks, [&](int64_t i, int) {
+      const int64_t bm = i / kblocks, k0 = (i % kblocks) * kc;
+      const int64_t m0 = bm * mb, rows = std::min(M, m0 + mb) - m0;
+      ks.pack_a(A + m0 * lda + k0, lda, rows, std::min(kc, K - k0), packed + (bm * K + k0) * mb_round);
+    });
+    g.a_packed = packed;
+    g.a_packed_rows = mb_round;
+  }
+
   auto task = [&](int64_t i, int) {
     BlockArgs t = g;
     const int64_t bm = i % mblocks, bn = i / mblocks;
@@ -283,6 +310,7 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     t.p0 = bn * nb;
     t.p1 = std::min(panels, t.p0 + nb);
     t.kc = kc;
+    if (t.a_packed) t.a_packed += bm * K * mb_round;
     t.scratch_a = t_scratch_a.get(scratch_a_bytes);
     t.scratch_c = static_cast<float*>(t_scratch_c.get(scratch_c_bytes));
     t.scratch_b = w->type == WeightType::BF16 && !amx ? static_cast<float*>(t_scratch_b.get(scratch_b_bytes)) : nullptr;

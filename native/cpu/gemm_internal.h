@@ -36,6 +36,11 @@ struct BlockArgs {
   int64_t m0, m1, p0, p1;
   int64_t kc;             // K block (even)
   bool pack_a;            // copy A's block into the micro-kernel's order first
+  // A already packed for all tasks (fp32 kernels): the K block starting at k0 of this
+  // task's rows is at a_packed + k0 * a_packed_rows, laid out as pack_a_f32 writes it
+  // (a_packed_rows = the row block rounded up to MR). nullptr: pack per task if pack_a.
+  const float* a_packed;
+  int64_t a_packed_rows;
   void* scratch_a;        // >= (m1-m0 rounded up to MR) * kc floats, 64-byte aligned
   float* scratch_c;       // >= (m1-m0 rounded up to MR) * NR floats: the last (partial) panel
   float* scratch_b;       // >= kc * NR floats (bf16 panel block expanded to fp32), or nullptr
@@ -54,6 +59,9 @@ struct KernelSet {
   void (*block_bf16)(const BlockArgs&);
   // AMX (bf16, large M, K % 32 == 0); nullptr where not compiled or not usable.
   void (*block_amx)(const BlockArgs&);
+  // A[rows, kl] (stride lda) -> row tiles [kl][MR] one after another, as the fp32
+  // micro-kernels read them (rows past a short tile are left as they are: never read).
+  void (*pack_a)(const float* A, int64_t lda, int64_t rows, int64_t kl, float* dst);
   // Applies the epilogue to rows of an already computed C (used for tests of the
   // vectorised activations): C[r, n] = act(C[r,n] + bias[n]) + residual[r, n].
   void (*epilogue_rows)(float* C, int64_t ldc, int64_t rows, int64_t cols, const float* bias, Activation act,

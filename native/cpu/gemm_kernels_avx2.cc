@@ -55,11 +55,11 @@ struct WideEmulatedOps : VecTypes<16> {
 using WideGemm = Gemm<WideEmulatedOps, 14>;
 
 constexpr KernelSet kAvx2 = {"avx2", 6, Avx2Gemm::NR, 8, false, Avx2Gemm::block_f32, Avx2Gemm::block_bf16_expand,
-                             nullptr, Avx2Gemm::epilogue_rows};
+                             nullptr, Avx2Gemm::pack_a_f32, Avx2Gemm::epilogue_rows};
 constexpr KernelSet kWide = {"avx512-emulated", 14, WideGemm::NR, 16, false, WideGemm::block_f32,
-                             WideGemm::block_bf16_expand, nullptr, WideGemm::epilogue_rows};
+                             WideGemm::block_bf16_expand, nullptr, WideGemm::pack_a_f32, WideGemm::epilogue_rows};
 constexpr KernelSet kWideDot = {"avx512bf16-emulated", 14, WideGemm::NR, 16, true, WideGemm::block_f32,
-                                WideGemm::block_bf16_dot, nullptr, WideGemm::epilogue_rows};
+                                WideGemm::block_bf16_dot, nullptr, WideGemm::pack_a_f32, WideGemm::epilogue_rows};
 
 }  // namespace
 

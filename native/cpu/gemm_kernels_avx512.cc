@@ -85,11 +85,14 @@ struct AmxTiles {
 void block_amx(const BlockArgs& g) { amx_block<AmxTiles, Avx512Gemm>(g); }
 
 constexpr KernelSet kAvx512 = {"avx512", 14, Avx512NoBf16Gemm::NR, 16, false, Avx512NoBf16Gemm::block_f32,
-                               Avx512NoBf16Gemm::block_bf16_expand, nullptr, Avx512NoBf16Gemm::epilogue_rows};
+                               Avx512NoBf16Gemm::block_bf16_expand, nullptr, Avx512NoBf16Gemm::pack_a_f32,
+                               Avx512NoBf16Gemm::epilogue_rows};
 constexpr KernelSet kAvx512Bf16 = {"avx512bf16", 14, Avx512Gemm::NR, 16, true, Avx512Gemm::block_f32,
-                                   Avx512Gemm::block_bf16_dot, nullptr, Avx512Gemm::epilogue_rows};
+                                   Avx512Gemm::block_bf16_dot, nullptr, Avx512Gemm::pack_a_f32,
+                                   Avx512Gemm::epilogue_rows};
 constexpr KernelSet kAvx512Amx = {"avx512bf16-amx", 14, Avx512Gemm::NR, 16, true, Avx512Gemm::block_f32,
-                                  Avx512Gemm::block_bf16_dot, block_amx, Avx512Gemm::epilogue_rows};
+                                  Avx512Gemm::block_bf16_dot, block_amx, Avx512Gemm::pack_a_f32,
+                                  Avx512Gemm::epilogue_rows};
 
 }  // namespace
 

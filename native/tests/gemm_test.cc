@@ -145,6 +145,7 @@ void check_case(const char* isa, Shape s, bool transposed, WeightType type, bool
 const Shape kShapes[] = {
     {1, 1, 1},    {1, 7, 33},    {7, 33, 17},   {3, 64, 48},    {33, 257, 100}, {1, 768, 130},
     {14, 300, 64}, {15, 129, 31}, {100, 520, 47}, {130, 66, 200}, {8, 1000, 40},  {29, 2, 97},
+    {200, 800, 70},  // several row blocks x K blocks x N blocks (A packed once for all tasks)
 };
 
 }  // namespace
