@@ -3,8 +3,10 @@
 // and tokens, logprobs, abort and dispose, the KV queue, and option errors.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Model, Sampler } from '../lib/index.js';
+import { root, runWithAddon } from './helpers/addon-child.js';
 import { GoldenFile } from './helpers/safetensors.js';
 
 const fixtures = resolve(import.meta.dirname, '../../shared/fixtures');
@@ -265,5 +267,47 @@ describe('generate on a random model', () => {
     expect(Array.from(forced.tokenIds)).toEqual([42, 42, 42]);
     const noRepeat = await m.generate('bias', { maxNewTokens: 3, ignoreEos: true, sampler: { temperature: 0, logitBias: { 42: 1000 }, noRepeatNgramSize: 1 } }).result();
     expect(new Set(noRepeat.tokenIds).size).toBe(3);
+  });
+});
+
+describe('generate: process and worker lifetime', () => {
+  const snippet = (after: string) => `
+(async () => {
+  const m = await addon.modelRandom(JSON.stringify({ n_layer: 1, n_embd: 32, n_head: 2, n_positions: 64 }), true, 1, {});
+  let tokens = 0;
+  const done = new Promise((res) => addon.generate(m, Uint32Array.of(1, 2, 3), { maxNewTokens: 20, stopTokenIds: new Uint32Array(0) },
+    (kind, p) => { if (kind === 'tokens') tokens += p.tokens.length; else res(kind + ':' + (Array.isArray(p) ? p[0].finishReason : p)); }));
+  ${after}
+})();`;
+
+  it('Node exits by itself once generation is done (nothing left referenced)', () => {
+    const r = runWithAddon(snippet(`console.log(await done, tokens);`));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('finish:length 20');
+  });
+
+  it('a running generation keeps Node alive until it ends; dispose() aborts it', () => {
+    const r = runWithAddon(snippet(`done.then((s) => console.log(s)); setTimeout(() => m.dispose(), 0);`));
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^finish:(abort|length)$/);
+  });
+
+  it('works in a worker, and terminating a worker mid-generation is clean', async () => {
+    const source = `
+const { parentPort, workerData } = require('node:worker_threads');
+const addon = require('node-gyp-build')(workerData.root);
+(async () => {
+  const m = await addon.modelRandom(JSON.stringify({ n_layer: 1, n_embd: 32, n_head: 2, n_positions: 1024 }), true, 1, {});
+  addon.generate(m, Uint32Array.of(1, 2, 3), { maxNewTokens: 1000, stopTokenIds: new Uint32Array(0) }, (kind, p) => {
+    if (kind === 'tokens') parentPort.postMessage(p.tokens.length);
+  });
+})();`;
+    const w = new Worker(source, { eval: true, workerData: { root } });
+    await new Promise<void>((res, rej) => { w.once('message', () => res()); w.once('error', rej); });
+    expect(await w.terminate()).toBe(1);
+    const m = await Model.random({ n_layer: 1, n_embd: 32, n_head: 2, n_positions: 64 }, { seed: 1 });
+    expect((await m.generate('still fine', { maxNewTokens: 2 }).result()).tokenIds.length).toBeGreaterThan(0);
+    m.dispose();
   });
 });
