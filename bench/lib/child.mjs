@@ -73,3 +73,22 @@ export function decodeOp(decodeOnce) {
     return { seconds, tokens };
   };
 }
+
+// The generate op (bench/generation.mjs): one small warm-up, then `reps` runs of
+// generateOnce(concurrency, prompt, newTokens) -> { seconds, per: [{ ttft, tpot, n }] }.
+// Replies tokens/s per run plus every request's time to first token and time per output token.
+export function generateOp(generateOnce) {
+  let warmed = false;
+  return async ({ concurrency, prompt, newTokens, reps = 1 }) => {
+    if (!warmed) { await generateOnce(1, 8, 4); warmed = true; }
+    const seconds = [], tokens = [], tpot = [], ttft = [];
+    for (let r = 0; r < reps; r++) {
+      const m = await generateOnce(concurrency, prompt, newTokens);
+      seconds.push(m.seconds);
+      tokens.push(m.per.reduce((a, p) => a + p.n, 0));
+      tpot.push(m.per.reduce((a, p) => a + p.tpot, 0) / m.per.length);
+      ttft.push(m.per.reduce((a, p) => a + p.ttft, 0) / m.per.length);
+    }
+    return { seconds, tokens, tpot, ttft };
+  };
+}
