@@ -8,10 +8,9 @@
 #include <mutex>
 
 #include "core/error.h"
-#include "core/thread_pool.h"
-#include "cpu/cpu_backend.h"
 #include "engine/generation.h"
 #include "test_main.h"
+#include "tiny_model.h"
 
 using namespace gpt2;
 using namespace gpt2::model;
@@ -19,18 +18,7 @@ using namespace gpt2::engine;
 
 namespace {
 
-std::unique_ptr<GPT2Model> make_model(int64_t kv_tokens) {
-  GPT2Config c = preset_config("gpt2");
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 2;
-  c.n_inner = 128;
-  c.n_positions = 64;
-  ModelOptions o;
-  o.kv_cache_tokens = kv_tokens;
-  return std::make_unique<GPT2Model>(c, std::make_unique<cpu::CpuBackend>(ThreadPool::shared(2), 2),
-                                     GPT2Model::random_reader(11, c), o);
-}
+std::unique_ptr<GPT2Model> make_model(int64_t kv_tokens) { return test::tiny_model(kv_tokens, 11); }
 
 struct Collect : GenerationSink {
   std::mutex m;
