@@ -23,12 +23,14 @@ const { values: args } = parseArgs({
     prompt: { type: 'string', default: '128' },
     'new-tokens': { type: 'string', default: '128' },
     out: { type: 'string', default: 'generation-cpu' },
+    'max-seconds': { type: 'string', default: '150' },
     verbose: { type: 'boolean', default: false },
   },
 });
 const threads = Number(args.threads), PROMPT = Number(args.prompt), NEW = Number(args['new-tokens']);
 const levels = args.levels.split(',').map(Number);
 const maxRounds = Number(args.rounds);
+const maxSeconds = Number(args['max-seconds']);
 // The big points take minutes per engine on a shared 2-core machine: fewer rounds there.
 const roundsFor = (n) => (n >= 128 ? 1 : n >= 32 ? Math.min(2, maxRounds) : maxRounds);
 const kvCacheTokens = Math.max(...levels) * (PROMPT + NEW + 16);
@@ -57,8 +59,9 @@ for (const n of levels) {
       const s = live[(i + round) % live.length]; // alternate who goes first
       const res = (s.results[n] ??= { tokensPerSecond: [], tpotMs: [], ttftMs: [], error: null });
       if (res.error) continue;
-      const r = await s.child.request({ op: 'generate', concurrency: n, prompt: PROMPT, newTokens: NEW, reps: 1 }, 1_800_000);
+      const r = await s.child.request({ op: 'generate', concurrency: n, prompt: PROMPT, newTokens: NEW, reps: 1, maxSeconds }, 1_800_000);
       if (!r.ok) { res.error = String(r.error).slice(0, 300); console.error(`  ${n} ${s.id}: ${res.error}`); continue; }
+      if (r.tokens[0] < n * NEW) res.stoppedEarly = true;
       res.tokensPerSecond.push(r.tokens[0] / r.seconds[0]);
       res.tpotMs.push(r.tpot[0] * 1000);
       res.ttftMs.push(r.ttft[0] * 1000);
@@ -79,7 +82,7 @@ const cell = (s, n) => {
   if (!r || r.error) return r?.error ? 'failed' : '–';
   const b = base?.results[n]?.median;
   const ratio = (x, y, inv) => (x && y ? ` (${(inv ? y / x : x / y).toFixed(2)}x)` : '');
-  return `${fmtRate(r.median.tokensPerSecond)}${ratio(r.median.tokensPerSecond, b?.tokensPerSecond)} · ${r.median.tpotMs.toFixed(1)} ms`;
+  return `${fmtRate(r.median.tokensPerSecond)}${r.stoppedEarly ? '¹' : ''}${ratio(r.median.tokensPerSecond, b?.tokensPerSecond)} · ${r.median.tpotMs.toFixed(1)} ms`;
 };
 const md = `# Generation under concurrency on the CPU, side by side
 
@@ -93,6 +96,8 @@ median time per output token of a request (its last token minus its first, over 
 | engine | ${levels.map((n) => `${n} concurrent`).join(' | ')} |
 |---|${levels.map(() => '---:').join('|')}|
 ${state.map((s) => `| ${s.label} | ${s.status === 'ok' ? levels.map((n) => cell(s, n)).join(' | ') : `not available: ${s.reason}`} |`).join('\n')}
+
+¹ stopped after ${maxSeconds} s with fewer tokens (the rate counts the tokens done).
 
 Mean time to first token (ms): ${state.filter((s) => s.status === 'ok').map((s) => `${s.label}: ${levels.map((n) => `${n}: ${s.results[n]?.median?.ttftMs?.toFixed(0) ?? '–'}`).join(', ')}`).join('; ')}.
 

@@ -43,15 +43,18 @@ async function decodeOnce(batch, prompt, steps, maxSeconds = Infinity) {
 
 // The generation op (bench/generation.mjs): `concurrency` generate() calls at once, each a
 // `prompt`-token prompt and `newTokens` greedy tokens (EOS ignored), batched by the engine.
-async function generateOnce(concurrency, prompt, newTokens) {
+async function generateOnce(concurrency, prompt, newTokens, maxSeconds = Infinity) {
   const t0 = now();
+  const stop = new AbortController();
+  const timer = Number.isFinite(maxSeconds) ? setTimeout(() => stop.abort(), maxSeconds * 1000) : null;
   const gens = Array.from({ length: concurrency }, (_, b) =>
-    model.generate(rows(1, prompt, b * 31)[0], { maxNewTokens: newTokens, ignoreEos: true }));
+    model.generate(rows(1, prompt, b * 31)[0], { maxNewTokens: newTokens, ignoreEos: true, signal: stop.signal }));
   const per = await Promise.all(gens.map(async (g) => {
     let first = null, last = null, n = 0;
     for await (const _ of g) { last = now(); first ??= last; n++; }
     return { first, last, n };
   }));
+  clearTimeout(timer);
   return { seconds: now() - t0, per: per.map((p) => ({ ttft: p.first - t0, tpot: (p.last - p.first) / Math.max(1, p.n - 1), n: p.n })) };
 }
 

@@ -55,13 +55,13 @@ async function decodeOnce(batch, prompt, steps, maxSeconds = Infinity) {
 // `newTokens` greedy tokens. All generators are advanced together each step (what
 // node-llama-cpp batches best: one llama_decode of every pending sequence; independent
 // per-request loops measured several times slower here). Batch size min(2048, N x prompt).
-async function generateOnce(concurrency, prompt, newTokens) {
+async function generateOnce(concurrency, prompt, newTokens, maxSeconds = Infinity) {
   const c = await context(concurrency, Math.max(256, prompt + newTokens + 8), Math.min(2048, concurrency * prompt));
   const t0 = now();
   const gens = c.seqs.map((s, b) => s.evaluate(row(b, prompt, b * 31), { temperature: 0, yieldEogToken: true }));
   let first = null, last = null, n = 0;
   try {
-    while (n < newTokens) {
+    while (n < newTokens && now() - t0 < maxSeconds) {
       await Promise.all(gens.map((g) => g.next()));
       last = now(); first ??= last; n++;
     }

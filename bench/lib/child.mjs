@@ -75,15 +75,16 @@ export function decodeOp(decodeOnce) {
 }
 
 // The generate op (bench/generation.mjs): one small warm-up, then `reps` runs of
-// generateOnce(concurrency, prompt, newTokens) -> { seconds, per: [{ ttft, tpot, n }] }.
-// Replies tokens/s per run plus every request's time to first token and time per output token.
+// generateOnce(concurrency, prompt, newTokens, maxSeconds) -> { seconds, per: [{ ttft, tpot, n }] }
+// (it stops early, with fewer tokens, once maxSeconds have passed).
+// Replies tokens per run plus the mean time to first token and time per output token.
 export function generateOp(generateOnce) {
   let warmed = false;
-  return async ({ concurrency, prompt, newTokens, reps = 1 }) => {
+  return async ({ concurrency, prompt, newTokens, reps = 1, maxSeconds = Infinity }) => {
     if (!warmed) { await generateOnce(1, 8, 4); warmed = true; }
     const seconds = [], tokens = [], tpot = [], ttft = [];
     for (let r = 0; r < reps; r++) {
-      const m = await generateOnce(concurrency, prompt, newTokens);
+      const m = await generateOnce(concurrency, prompt, newTokens, maxSeconds);
       seconds.push(m.seconds);
       tokens.push(m.per.reduce((a, p) => a + p.n, 0));
       tpot.push(m.per.reduce((a, p) => a + p.tpot, 0) / m.per.length);
