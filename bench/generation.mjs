@@ -63,9 +63,9 @@ for (const n of levels) {
       if (!r.ok) { res.error = String(r.error).slice(0, 300); console.error(`  ${n} ${s.id}: ${res.error}`); continue; }
       if (r.tokens[0] < n * NEW) res.stoppedEarly = true;
       res.tokensPerSecond.push(r.tokens[0] / r.seconds[0]);
-      res.tpotMs.push(r.tpot[0] * 1000);
-      res.ttftMs.push(r.ttft[0] * 1000);
-      console.error(`  ${n} concurrent, round ${round + 1}, ${s.id}: ${(r.tokens[0] / r.seconds[0]).toFixed(1)} tok/s, TPOT ${(r.tpot[0] * 1000).toFixed(1)} ms, ${r.seconds[0].toFixed(1)} s`);
+      if (r.tpot[0] != null) res.tpotMs.push(r.tpot[0] * 1000);
+      if (r.ttft[0] != null) res.ttftMs.push(r.ttft[0] * 1000);
+      console.error(`  ${n} concurrent, round ${round + 1}, ${s.id}: ${(r.tokens[0] / r.seconds[0]).toFixed(1)} tok/s, TPOT ${(r.tpot[0] * 1000).toFixed(1)} ms, ${r.tokens[0]} tokens in ${r.seconds[0].toFixed(1)} s`);
     }
   }
 }
@@ -82,7 +82,7 @@ const cell = (s, n) => {
   if (!r || r.error) return r?.error ? 'failed' : '–';
   const b = base?.results[n]?.median;
   const ratio = (x, y, inv) => (x && y ? ` (${(inv ? y / x : x / y).toFixed(2)}x)` : '');
-  return `${fmtRate(r.median.tokensPerSecond)}${r.stoppedEarly ? '¹' : ''}${ratio(r.median.tokensPerSecond, b?.tokensPerSecond)} · ${r.median.tpotMs.toFixed(1)} ms`;
+  return `${fmtRate(r.median.tokensPerSecond)}${r.stoppedEarly ? '¹' : ''}${ratio(r.median.tokensPerSecond, b?.tokensPerSecond)} · ${r.median.tpotMs?.toFixed(1) ?? '–'} ms`;
 };
 const md = `# Generation under concurrency on the CPU, side by side
 

@@ -87,8 +87,9 @@ export function generateOp(generateOnce) {
       const m = await generateOnce(concurrency, prompt, newTokens, maxSeconds);
       seconds.push(m.seconds);
       tokens.push(m.per.reduce((a, p) => a + p.n, 0));
-      tpot.push(m.per.reduce((a, p) => a + p.tpot, 0) / m.per.length);
-      ttft.push(m.per.reduce((a, p) => a + p.ttft, 0) / m.per.length);
+      const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+      tpot.push(mean(m.per.filter((p) => p.n >= 2).map((p) => p.tpot))); // requests cut before 2 tokens have none
+      ttft.push(mean(m.per.filter((p) => p.n >= 1).map((p) => p.ttft)));
     }
     return { seconds, tokens, tpot, ttft };
   };
