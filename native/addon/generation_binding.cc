@@ -59,7 +59,16 @@ class TsfnSink : public engine::GenerationSink {
 
  private:
   void send(Delivery* d) {
-    if (released_ || tsfn_.NonBlockingCall(d, deliver) != napi_ok) delete d;  // the environment is closing
+    if (released_) {
+      delete d;
+      return;
+    }
+    const napi_status status = tsfn_.NonBlockingCall(d, deliver);
+    if (status == napi_ok) return;
+    delete d;
+    // napi_closing: the environment is going away and owns the function now; no further
+    // calls on it, Release() included.
+    if (status == napi_closing) released_ = true;
   }
   void release() {
     if (!released_) {
@@ -193,13 +202,8 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
     Napi::ThreadSafeFunction tsfn = Napi::ThreadSafeFunction::New(
         env, info[3].As<Napi::Function>(), "gpt2-node.generate", 0, 1, ctx,
         [](Napi::Env, void*, JsContext* c) { delete c; }, static_cast<void*>(nullptr));
-    std::shared_ptr<engine::GenerationRequest> request;
-    try {
-      request = source->submit(std::move(params), std::make_shared<TsfnSink>(tsfn));
-    } catch (...) {
-      // The sink (and its reference on the ThreadSafeFunction) is gone with the failed submit.
-      throw;
-    }
+    // A failed submit drops the sink, which releases the ThreadSafeFunction (and the InFlight).
+    std::shared_ptr<engine::GenerationRequest> request = source->submit(std::move(params), std::make_shared<TsfnSink>(tsfn));
     Napi::Object handle = Napi::Object::New(env);
     handle.Set("abort", Napi::Function::New(env, [state, request](const Napi::CallbackInfo& i) -> Napi::Value {
                  if (auto* g = state->generation.get()) g->abort(request);
