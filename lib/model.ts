@@ -86,7 +86,8 @@ export interface GenerateOptions {
   ignoreEos?: boolean;
   /** Beam search with this many beams (transformers 4.41 scoring; deterministic). */
   numBeams?: number;
-  /** Sequences to return: sampled rows sharing the prompt's KV blocks, or the best beams. */
+  /** Sequences to return: sampled rows sharing the prompt's KV blocks, or the best beams.
+   *  The iterator streams the first row (for beams: the best sequence, at the end). */
   numReturnSequences?: number;
   /** Beam search: score = sum of logprobs / length ^ lengthPenalty (default 1). */
   lengthPenalty?: number;
