@@ -202,6 +202,15 @@ void GenerationSource::reap() {
   std::erase_if(waiting_, [](auto& r) { return r->phase == GenerationRequest::Phase::Done; });
 }
 
+// Spends step budget for a request, from its KV reservation first.
+bool GenerationSource::take_budget(GenerationRequest& r, StepBudget& budget, int32_t n, int32_t blocks) {
+  if (!budget.take(n, blocks)) return false;
+  const int64_t from_reservation = std::min<int64_t>(blocks, r.reserved);
+  r.reserved -= from_reservation;
+  reserved_blocks_ -= from_reservation;
+  return true;
+}
+
 void GenerationSource::plan(std::vector<model::SequenceInput>& step, StepBudget& budget) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -213,13 +222,7 @@ void GenerationSource::plan(std::vector<model::SequenceInput>& step, StepBudget&
   reap();
   planned_.clear();
   KvCache& kv = model_.kv_cache();
-  auto take = [&](GenerationRequest& r, int32_t n, int32_t blocks) {
-    if (!budget.take(n, blocks)) return false;
-    const int64_t from_reservation = std::min<int64_t>(blocks, r.reserved);
-    r.reserved -= from_reservation;
-    reserved_blocks_ -= from_reservation;
-    return true;
-  };
+  auto take = [&](GenerationRequest& r, int32_t n, int32_t blocks) { return take_budget(r, budget, n, blocks); };
   // Decode rows first: one token each.
   bool decodes = false;
   for (auto& rp : running_) {
@@ -257,24 +260,19 @@ void GenerationSource::plan(std::vector<model::SequenceInput>& step, StepBudget&
 void GenerationSource::admit_and_prefill(std::vector<model::SequenceInput>& step, StepBudget& budget, bool decodes_running) {
   KvCache& kv = model_.kv_cache();
   int64_t prefill_left = decodes_running ? options_.prefill_tokens_with_decodes : INT64_MAX;
+  auto take = [&](GenerationRequest& r, int32_t n, int32_t blocks) { return take_budget(r, budget, n, blocks); };
+  // One chunk per request per step.
   auto prefill = [&](GenerationRequest& r) {
-    while (true) {  // one chunk per request per step
-      const int32_t remaining = static_cast<int32_t>(r.p.prompt.size()) - r.prefilled;
-      int64_t n = std::min<int64_t>(remaining, prefill_left);
-      if (!budget.step_empty) n = std::min<int64_t>(n, budget.tokens);
-      if (n <= 0) return;
-      const int32_t blocks = kv.blocks_needed(r.prompt_kv, static_cast<int32_t>(n));
-      if (!budget.take(n, blocks)) return;
-      const int64_t from_reservation = std::min<int64_t>(blocks, r.reserved);
-      r.reserved -= from_reservation;
-      reserved_blocks_ -= from_reservation;
-      prefill_left -= n;
-      const bool last = n == remaining;
-      step.push_back({r.p.prompt.data() + r.prefilled, static_cast<int32_t>(n), &r.prompt_kv,
-                      last ? model::LogitsMode::Last : model::LogitsMode::None});
-      planned_.push_back({&r, -1, static_cast<int32_t>(n)});
-      return;
-    }
+    const int32_t remaining = static_cast<int32_t>(r.p.prompt.size()) - r.prefilled;
+    int64_t n = std::min<int64_t>(remaining, prefill_left);
+    if (!budget.step_empty) n = std::min<int64_t>(n, budget.tokens);
+    if (n <= 0) return;
+    const int32_t blocks = kv.blocks_needed(r.prompt_kv, static_cast<int32_t>(n));
+    if (!take(r, static_cast<int32_t>(n), blocks)) return;
+    prefill_left -= n;
+    step.push_back({r.p.prompt.data() + r.prefilled, static_cast<int32_t>(n), &r.prompt_kv,
+                    n == remaining ? model::LogitsMode::Last : model::LogitsMode::None});
+    planned_.push_back({&r, -1, static_cast<int32_t>(n)});
   };
   for (auto& r : running_)
     if (r->phase == GenerationRequest::Phase::Prefill) prefill(*r);

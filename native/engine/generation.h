@@ -103,6 +103,7 @@ class GenerationSource : public WorkSource {
     int32_t row;  // -1: a prefill chunk
     int32_t n;
   };
+  bool take_budget(GenerationRequest& r, StepBudget& budget, int32_t n, int32_t blocks);
   void admit_and_prefill(std::vector<model::SequenceInput>& step, StepBudget& budget, bool decodes_running);
   void start_decoding(GenerationRequest& r, std::span<float> logits);
   void sample_row(GenerationRequest& r, int32_t row, std::span<float> logits, std::vector<TokenEvent>& events);
