@@ -5,6 +5,8 @@
 import { ErrorCode, withCode } from './errors.js';
 import { native } from './native.js';
 import { checkOptions, oneOf, describe, toTokenIds } from './options.js';
+import { Generation, type GenerationResult, type NativeGeneration } from './generation.js';
+import { Sampler, type SamplerOptions } from './sampler.js';
 import { Sequence, type NativeSequence } from './sequence.js';
 import { Tokenizer } from './tokenizer.js';
 
@@ -71,7 +73,41 @@ export interface NativeModel {
   dispose(): void;
 }
 
+export interface GenerateOptions {
+  /** New tokens at most (default 20). Generation also ends at n_positions ('length'). */
+  maxNewTokens?: number;
+  /** How tokens are chosen (default: greedy). A Sampler or its options. */
+  sampler?: Sampler | SamplerOptions;
+  /** Stop strings: matched across token boundaries, trimmed from the text. */
+  stop?: string | string[];
+  /** Token ids that end a sequence (besides EOS), not included in the result. */
+  stopTokenIds?: number[];
+  /** Do not stop at the model's EOS token. */
+  ignoreEos?: boolean;
+  /** Beam search with this many beams (transformers 4.41 scoring; deterministic). */
+  numBeams?: number;
+  /** Sequences to return: sampled rows sharing the prompt's KV blocks, or the best beams.
+   *  The iterator streams the first row (for beams: the best sequence, at the end). */
+  numReturnSequences?: number;
+  /** Beam search: score = sum of logprobs / length ^ lengthPenalty (default 1). */
+  lengthPenalty?: number;
+  /** Beam search: stop as soon as numBeams hypotheses are complete (default false). */
+  earlyStopping?: boolean;
+  /** Seed of the random stream (overrides the sampler's). */
+  seed?: number;
+  /** true: each token's logprob; n: also the n most likely alternatives. */
+  logprobs?: boolean | number;
+  signal?: AbortSignal;
+  /** A prompt too long for n_positions: 'none' (default) throws; 'start' drops its oldest tokens. */
+  truncate?: 'none' | 'start';
+}
+
+const GENERATE_KEYS = ['maxNewTokens', 'sampler', 'stop', 'stopTokenIds', 'ignoreEos', 'numBeams', 'numReturnSequences',
+  'lengthPenalty', 'earlyStopping', 'seed', 'logprobs', 'signal', 'truncate'] as const;
+
 interface ModelBinding {
+  generate(model: NativeModel, prompt: Uint32Array, opts: Record<string, unknown>,
+    onEvent: (kind: string, payload: unknown) => void): NativeGeneration;
   modelLoad(dir: string, opts: LoadOptions): Promise<NativeModel>;
   modelRandom(spec: string, isJson: boolean, seed: number, opts: LoadOptions): Promise<NativeModel>;
 }
@@ -235,7 +271,95 @@ export class Model {
     return new Sequence(this, this.#native.sequence());
   }
 
-  /** Frees the weights and KV cache now (after any running call finishes). Idempotent. */
+  /**
+   * Generates from a prompt (text or token ids; '' starts from <|endoftext|>) on the model's
+   * engine thread, batched with every other request. Iterate for streamed tokens, or await
+   * result() / results(). Option errors throw here (TypeError / RangeError naming the option).
+   */
+  generate(prompt: string | Uint32Array | number[], opts?: GenerateOptions): Generation {
+    this.#check('Model.generate');
+    const where = 'Model.generate';
+    const o = checkOptions(opts, GENERATE_KEYS, where) as GenerateOptions;
+    const cfg = this.#config;
+    const intOpt = (v: unknown, name: string, min: number, max: number, fallback: number): number => {
+      if (v === undefined) return fallback;
+      if (typeof v !== 'number' || !Number.isInteger(v)) {
+        throw withCode(new TypeError(`${where}: ${name} must be an integer (got ${describe(v)})`), ErrorCode.InvalidArg);
+      }
+      if (v < min || v > max) throw withCode(new RangeError(`${where}: ${name} must be in [${min}, ${max}] (got ${v})`), ErrorCode.OutOfRange);
+      return v;
+    };
+    const maxNewTokens = intOpt(o.maxNewTokens, 'maxNewTokens', 1, cfg.n_positions, 20);
+    const numBeams = intOpt(o.numBeams, 'numBeams', 1, 64, 1);
+    const numReturn = intOpt(o.numReturnSequences, 'numReturnSequences', 1, numBeams > 1 ? numBeams : 64, 1);
+    const sampler = o.sampler === undefined ? Sampler.greedy() : o.sampler instanceof Sampler ? o.sampler : new Sampler(o.sampler);
+    if (numBeams > 1 && !sampler.greedy) {
+      throw withCode(new RangeError(`${where}: numBeams > 1 is beam search, which is deterministic: use a sampler with temperature 0`), ErrorCode.OutOfRange);
+    }
+    const seed = o.seed ?? sampler.seed ?? Math.floor(Math.random() * 2 ** 32);
+    if (!Number.isSafeInteger(seed) || seed < 0) {
+      throw withCode(new RangeError(`${where}: seed must be a non-negative safe integer (got ${describe(seed)})`), ErrorCode.OutOfRange);
+    }
+    let logprobs = -1;
+    if (o.logprobs === true) logprobs = 0;
+    else if (typeof o.logprobs === 'number') logprobs = intOpt(o.logprobs, 'logprobs', 0, 100, 0);
+    else if (o.logprobs !== undefined && o.logprobs !== false) {
+      throw withCode(new TypeError(`${where}: logprobs must be a boolean or a count of alternatives (got ${describe(o.logprobs)})`), ErrorCode.InvalidArg);
+    }
+    const stop = o.stop === undefined ? [] : typeof o.stop === 'string' ? [o.stop] : o.stop;
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0)) {
+      throw withCode(new TypeError(`${where}: stop must be a non-empty string or an array of them`), ErrorCode.InvalidArg);
+    }
+    if (stop.length > 0 && numBeams > 1) throw withCode(new RangeError(`${where}: stop strings are not supported with numBeams > 1`), ErrorCode.OutOfRange);
+    if (stop.length > 0 && !this.#tokenizer) throw withCode(new RangeError(`${where}: stop strings need a tokenizer`), ErrorCode.OutOfRange);
+    const stopIds = o.stopTokenIds === undefined ? [] : Array.from(toTokenIds(o.stopTokenIds, cfg.vocab_size, `${where}: stopTokenIds`));
+    const eos = cfg.eos_token_id;
+    if (o.ignoreEos !== undefined && typeof o.ignoreEos !== 'boolean') {
+      throw withCode(new TypeError(`${where}: ignoreEos must be a boolean`), ErrorCode.InvalidArg);
+    }
+    if (eos !== null && eos !== undefined && o.ignoreEos !== true && !stopIds.includes(eos)) stopIds.push(eos);
+    const truncate = o.truncate === undefined ? 'none' : oneOf(o.truncate, ['none', 'start'] as const, 'truncate', where);
+    if (o.lengthPenalty !== undefined && (typeof o.lengthPenalty !== 'number' || !Number.isFinite(o.lengthPenalty))) {
+      throw withCode(new TypeError(`${where}: lengthPenalty must be a finite number`), ErrorCode.InvalidArg);
+    }
+    if (o.earlyStopping !== undefined && typeof o.earlyStopping !== 'boolean') {
+      throw withCode(new TypeError(`${where}: earlyStopping must be a boolean`), ErrorCode.InvalidArg);
+    }
+    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+      throw withCode(new TypeError(`${where}: signal must be an AbortSignal`), ErrorCode.InvalidArg);
+    }
+    let ids: Uint32Array;
+    if (typeof prompt === 'string') ids = prompt.length ? this.tokenizer.encode(prompt) : new Uint32Array(0);
+    else if ((prompt as ArrayLike<number>)?.length === 0 && (ArrayBuffer.isView(prompt) || Array.isArray(prompt))) ids = new Uint32Array(0);
+    else ids = toTokenIds(prompt, cfg.vocab_size, `${where}: prompt`);
+    // An empty prompt starts from <|endoftext|>, as transformers does with bos_token_id.
+    if (ids.length === 0) ids = Uint32Array.of(cfg.bos_token_id ?? cfg.eos_token_id ?? 0);
+    if (ids.length >= cfg.n_positions || (truncate === 'start' && ids.length + maxNewTokens > cfg.n_positions)) {
+      if (truncate !== 'start') {
+        throw withCode(new RangeError(`${where}: the prompt has ${ids.length} tokens, which leaves no room for new tokens in n_positions (${cfg.n_positions}); pass truncate: 'start' to drop its oldest tokens`), ErrorCode.OutOfRange);
+      }
+      ids = ids.slice(ids.length - Math.max(1, cfg.n_positions - maxNewTokens));
+    }
+    const generation = new Generation({ tokenizer: this.#tokenizer, promptTokens: ids.length, rows: numBeams > 1 ? 1 : numReturn,
+      beams: numBeams > 1, stop, logprobs: logprobs >= 0, keepAlive: this });
+    const handle = binding.generate(this.#native, ids, { ...sampler.toNative(), maxNewTokens, numBeams, numReturnSequences: numReturn,
+      lengthPenalty: o.lengthPenalty ?? 1, earlyStopping: o.earlyStopping ?? false, seed, logprobs,
+      stopTokenIds: Uint32Array.from(stopIds) }, generation.onEvent);
+    generation.attach(handle, o.signal);
+    return generation;
+  }
+
+  /** Runs every prompt (batched by the engine) and resolves with their first results, in order. */
+  async generateBatch(prompts: (string | Uint32Array | number[])[], opts?: GenerateOptions): Promise<GenerationResult[]> {
+    if (!Array.isArray(prompts)) throw withCode(new TypeError('Model.generateBatch: prompts must be an array'), ErrorCode.InvalidArg);
+    const gens = prompts.map((p) => this.generate(p, opts)); // all queued before the first await
+    return Promise.all(gens.map((g) => g.result()));
+  }
+
+  /**
+   * Frees the weights and KV cache (after any running call finishes). Running generations
+   * end with finishReason 'abort'. Idempotent.
+   */
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;

@@ -3,7 +3,7 @@
 // of one token per row submitted together (the scheduler batches them), greedy on the returned logits.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { argmax, now, serve, tokenIds, Unavailable, decodeOp } from '../lib/child.mjs';
+import { argmax, now, serve, tokenIds, Unavailable, decodeOp, generateOp } from '../lib/child.mjs';
 
 // GPT2_NODE_DIST: another build of the package entry (e.g. a mock for checking this child).
 const dist = process.env.GPT2_NODE_DIST ?? fileURLToPath(new URL('../../dist/index.js', import.meta.url));
@@ -41,14 +41,31 @@ async function decodeOnce(batch, prompt, steps, maxSeconds = Infinity) {
   }
 }
 
+// The generation op (bench/generation.mjs): `concurrency` generate() calls at once, each a
+// `prompt`-token prompt and `newTokens` greedy tokens (EOS ignored), batched by the engine.
+async function generateOnce(concurrency, prompt, newTokens, maxSeconds = Infinity) {
+  const t0 = now();
+  const stop = new AbortController();
+  const timer = Number.isFinite(maxSeconds) ? setTimeout(() => stop.abort(), maxSeconds * 1000) : null;
+  const gens = Array.from({ length: concurrency }, (_, b) =>
+    model.generate(rows(1, prompt, b * 31)[0], { maxNewTokens: newTokens, ignoreEos: true, signal: stop.signal }));
+  const per = await Promise.all(gens.map(async (g) => {
+    let first = null, last = null, n = 0;
+    for await (const _ of g) { last = now(); first ??= last; n++; }
+    return { first, last, n };
+  }));
+  clearTimeout(timer);
+  return { seconds: now() - t0, per: per.map((p) => ({ ttft: p.first - t0, tpot: (p.last - p.first) / Math.max(1, p.n - 1), n: p.n })) };
+}
+
 serve({
-  async load({ dir, dtype, threads }) {
+  async load({ dir, dtype, threads, kvCacheTokens }) {
     if (!existsSync(dist)) throw new Unavailable('dist/index.js missing (run npx tsc -p tsconfig.json)');
     let mod;
     try { mod = await import(pathToFileURL(dist).href); }
     catch (e) { throw new Unavailable(`cannot import dist/index.js: ${e.message}`); }
     if (typeof mod.Model?.load !== 'function') throw new Unavailable('gpt2-node has no Model.load yet');
-    try { model = await mod.Model.load(dir, { device: 'cpu', dtype, threads }); }
+    try { model = await mod.Model.load(dir, { device: 'cpu', dtype, threads, ...(kvCacheTokens ? { kvCacheTokens } : {}) }); }
     catch (e) { throw new Unavailable(`Model.load failed: ${e.message}`); }
     for (const m of ['forward', 'sequence']) {
       if (typeof model[m] !== 'function') throw new Unavailable(`Model.${m} is missing`);
@@ -64,4 +81,5 @@ serve({
     return { seconds, tokens: batch * tokens };
   },
   decode: decodeOp(decodeOnce),
+  generate: generateOp(generateOnce),
 });

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { now, serve, tokenIds, Unavailable, decodeOp } from '../lib/child.mjs';
+import { now, serve, tokenIds, Unavailable, decodeOp, generateOp } from '../lib/child.mjs';
 
 const require = createRequire(new URL('../peers/package.json', import.meta.url));
 let llama, model, threads, ctx = null, ctxKey = null, warmed = new Set(), info = {};
@@ -50,6 +50,30 @@ async function decodeOnce(batch, prompt, steps, maxSeconds = Infinity) {
   }
 }
 
+// The generation op (bench/generation.mjs): one context with `concurrency` sequences
+// (node-llama-cpp's parallel sequences), each evaluating its prompt and then generating
+// `newTokens` greedy tokens. All generators are advanced together each step (what
+// node-llama-cpp batches best: one llama_decode of every pending sequence; independent
+// per-request loops measured several times slower here). Batch size min(2048, N x prompt).
+async function generateOnce(concurrency, prompt, newTokens, maxSeconds = Infinity) {
+  const c = await context(concurrency, Math.max(256, prompt + newTokens + 8), Math.min(2048, concurrency * prompt));
+  const t0 = now();
+  const gens = c.seqs.map((s, b) => s.evaluate(row(b, prompt, b * 31), { temperature: 0, yieldEogToken: true }));
+  let first = null, last = null, n = 0;
+  try {
+    while (n < newTokens && now() - t0 < maxSeconds) {
+      await Promise.all(gens.map((g) => g.next()));
+      last = now(); first ??= last; n++;
+    }
+  } finally {
+    await Promise.all(gens.map((g) => g.return()));
+  }
+  const seconds = now() - t0;
+  await Promise.all(c.seqs.map((s) => s.clearHistory()));
+  const per = { ttft: first - t0, tpot: (last - first) / Math.max(1, n - 1), n };
+  return { seconds, per: c.seqs.map(() => per) };
+}
+
 serve({
   async load({ ggufPath, threads: n }) {
     threads = n;
@@ -83,4 +107,5 @@ serve({
     return { seconds, tokens: batch * tokens, flashAttention: c.flashAttention ?? null };
   },
   decode: decodeOp(decodeOnce),
+  generate: generateOp(generateOnce),
 });

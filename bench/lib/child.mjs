@@ -73,3 +73,24 @@ export function decodeOp(decodeOnce) {
     return { seconds, tokens };
   };
 }
+
+// The generate op (bench/generation.mjs): one small warm-up, then `reps` runs of
+// generateOnce(concurrency, prompt, newTokens, maxSeconds) -> { seconds, per: [{ ttft, tpot, n }] }
+// (it stops early, with fewer tokens, once maxSeconds have passed).
+// Replies tokens per run plus the mean time to first token and time per output token.
+export function generateOp(generateOnce) {
+  let warmed = false;
+  return async ({ concurrency, prompt, newTokens, reps = 1, maxSeconds = Infinity }) => {
+    if (!warmed) { await generateOnce(1, 8, 4); warmed = true; }
+    const seconds = [], tokens = [], tpot = [], ttft = [];
+    for (let r = 0; r < reps; r++) {
+      const m = await generateOnce(concurrency, prompt, newTokens, maxSeconds);
+      seconds.push(m.seconds);
+      tokens.push(m.per.reduce((a, p) => a + p.n, 0));
+      const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+      tpot.push(mean(m.per.filter((p) => p.n >= 2).map((p) => p.tpot))); // requests cut before 2 tokens have none
+      ttft.push(mean(m.per.filter((p) => p.n >= 1).map((p) => p.ttft)));
+    }
+    return { seconds, tokens, tpot, ttft };
+  };
+}

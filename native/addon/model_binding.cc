@@ -226,6 +226,7 @@ model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
 // generation first (decode steps keep streams flowing), then embedding.
 void start_engine(ModelState& s) {
   s.scheduler = std::make_unique<engine::Scheduler>(*s.model, engine::SchedulerOptions{});
+  s.generation = std::make_shared<engine::GenerationSource>(*s.model, *s.scheduler);
   if (s.generation) s.scheduler->add_source(s.generation.get());
   if (s.embedding) s.scheduler->add_source(s.embedding.get());
 }
@@ -324,6 +325,15 @@ void InitModel(Napi::Env env, Napi::Object exports) {
   exports.Set("modelRandom", Napi::Function::New(env, ModelRandom, "modelRandom"));
   exports.Set("engineStats", Napi::Function::New(env, EngineStats, "engineStats"));
   InitSequence(env, exports);
+  InitGeneration(env, exports);
+}
+
+std::shared_ptr<ModelState> model_state_of(const Napi::Value& v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(AddonData::of(v.Env()).model_constructor.Value()))
+    throw_type_error("expected a NativeModel");
+  ModelWrap* w = ModelWrap::Unwrap(v.As<Napi::Object>());
+  if (!w->state_) throw_type_error("NativeModel: not a loaded model (use Model.load or Model.random)");
+  return w->state_;
 }
 
 }  // namespace gpt2::addon

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/kv_cache.h"
+#include "engine/generation.h"
 #include "engine/scheduler.h"
 #include "model/config.h"
 #include "model/gpt2_model.h"
@@ -43,7 +44,7 @@ struct ModelState {
   // start_engine() (model_binding.cc); the thread starts on the first request. Sources are
   // held type-erased here and cast back by the binding that owns them.
   std::unique_ptr<engine::Scheduler> scheduler;
-  std::shared_ptr<engine::WorkSource> generation;  // generation_binding.cc
+  std::shared_ptr<engine::GenerationSource> generation;  // engine/generation.h, generation_binding.cc
   std::shared_ptr<engine::WorkSource> embedding;   // embed_binding.cc
 
   ~ModelState() { release_model(); }
@@ -55,6 +56,9 @@ struct ModelState {
   }
   void dispose() {
     disposed = true;
+    // Running generations end with finishReason 'abort'; each holds an InFlight token, so
+    // the model is freed once the last one has delivered its result.
+    if (generation) generation->abort_all();
     if (in_flight == 0) release_model();
   }
   // The engine stops (its sources reject what is queued) before the model goes.
@@ -99,6 +103,10 @@ struct SequenceState {
 }  // namespace gpt2::addon
 
 namespace gpt2::addon {
+// model_binding.cc: the state behind a NativeModel object (TypeError otherwise).
+std::shared_ptr<ModelState> model_state_of(const Napi::Value& v);
+// generation_binding.cc
+void InitGeneration(Napi::Env env, Napi::Object exports);
 // sequence_binding.cc
 void InitSequence(Napi::Env env, Napi::Object exports);
 Napi::Object NewSequence(Napi::Env env, std::shared_ptr<SequenceState> state);
