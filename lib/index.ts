@@ -7,3 +7,4 @@ export type { GPT2Config, LoadOptions, RandomOptions, ForwardOptions, ForwardRes
 export { Sequence } from './sequence.js';
 export { Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
+export type { EmbedOptions, EmbedInput, EmbedWindow, Pooling, Truncate } from './embed.js';

@@ -2,52 +2,9 @@
 // case of ../shared/fixtures (Hugging Face transformers 4.41.2, float32) for the three tiny
 // models, within each case's tolerance (|got - expected| <= atol + rtol * |expected|); plus
 // the `greedy` cases' new token ids from a plain argmax loop over Sequence.append.
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../lib/index.js';
-import { GoldenFile } from './helpers/safetensors.js';
-
-const fixtures = resolve(import.meta.dirname, '../../shared/fixtures');
-const haveFixtures = existsSync(join(fixtures, 'manifest.json'));
-
-interface Expected { file: string; key: string; shape: number[]; row?: number }
-interface Case {
-  id: string; model: string; kind: string;
-  input: { input_ids?: number[]; chunks?: number[]; input_ids_unpadded?: number[][] };
-  expected: Record<string, Expected>;
-  expected_ids?: { logits_top8_ids?: number[][]; argmax_last?: number; new_tokens?: number[][] };
-  tolerance: { atol: number; rtol: number };
-}
-
-const manifest = haveFixtures ? JSON.parse(readFileSync(join(fixtures, 'manifest.json'), 'utf8')) : { cases: [], models: {} };
-const cases: Case[] = manifest.cases;
-const modelNames = Object.keys(manifest.models) as string[];
-const goldens = new Map<string, GoldenFile>();
-
-function golden(e: Expected): Float32Array {
-  if (!goldens.has(e.file)) goldens.set(e.file, new GoldenFile(join(fixtures, e.file)));
-  const t = goldens.get(e.file)!.get(e.key);
-  expect(t.shape).toEqual(e.shape);
-  if (e.row === -1) {
-    const width = e.shape[e.shape.length - 1]!;
-    return t.data.subarray(t.data.length - width);
-  }
-  return t.data;
-}
-
-/** Max of |got - want| - (atol + rtol |want|): <= 0 passes. Also returns the max abs diff. */
-function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: Case['tolerance'], what: string): void {
-  expect(got.length, `${what}: length`).toBe(want.length);
-  let worst = 0, at = -1, maxDiff = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    maxDiff = Math.max(maxDiff, d);
-    const excess = d - (tol.atol + tol.rtol * Math.abs(want[i]!));
-    if (!(excess <= worst)) { worst = Number.isNaN(excess) ? Infinity : excess; at = i; }
-  }
-  expect(worst, `${what}: index ${at} got ${got[at]} want ${want[at]} (max abs diff ${maxDiff})`).toBeLessThanOrEqual(0);
-}
+import { cases, expectClose, golden, haveFixtures, manifest, modelDir, modelNames } from './helpers/fixtures.js';
 
 function strided(all: Float32Array, rows: number, vocab: number): Float32Array {
   const cols = Math.ceil(vocab / 97);
@@ -71,7 +28,7 @@ function topk(row: Float32Array, k: number): { ids: number[]; values: number[] }
 describe.skipIf(!haveFixtures)('golden parity (transformers 4.41.2, float32)', () => {
   const models = new Map<string, Model>();
   beforeAll(async () => {
-    for (const name of modelNames) models.set(name, await Model.load(join(fixtures, manifest.models[name].dir)));
+    for (const name of modelNames) models.set(name, await Model.load(modelDir(name)));
   });
   afterAll(() => { for (const m of models.values()) m.dispose(); });
 
