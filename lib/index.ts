@@ -8,3 +8,5 @@ export { Sequence } from './sequence.js';
 export { Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
 export type { EmbedOptions, EmbedInput, EmbedWindow, Pooling, Truncate } from './embed.js';
+export { SemanticIndex } from './semantic-index.js';
+export type { SemanticIndexOptions, SearchOptions, SearchHit } from './semantic-index.js';
