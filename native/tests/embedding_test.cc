@@ -15,6 +15,7 @@
 #include "engine/scheduler.h"
 #include "model/pooling.h"
 #include "test_main.h"
+#include "tiny_model.h"
 
 using namespace gpt2;
 using namespace gpt2::model;
@@ -22,16 +23,7 @@ using namespace gpt2::engine;
 
 namespace {
 
-std::unique_ptr<GPT2Model> make_model() {
-  GPT2Config c = preset_config("gpt2");
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 2;
-  c.n_inner = 128;
-  c.n_positions = 64;
-  return std::make_unique<GPT2Model>(c, std::make_unique<cpu::CpuBackend>(ThreadPool::shared(2), 2),
-                                     GPT2Model::random_reader(11, c), ModelOptions{});
-}
+std::unique_ptr<GPT2Model> make_model() { return make_tiny_model(11); }
 
 std::vector<int32_t> text(int n, int salt) {
   std::vector<int32_t> ids(n);

@@ -15,6 +15,7 @@
 #include "cpu/cpu_backend.h"
 #include "engine/scheduler.h"
 #include "test_main.h"
+#include "tiny_model.h"
 
 using namespace gpt2;
 using namespace gpt2::model;
@@ -22,23 +23,7 @@ using namespace gpt2::engine;
 
 namespace {
 
-GPT2Config tiny_config() {
-  GPT2Config c = preset_config("gpt2");
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 2;
-  c.n_inner = 128;
-  c.n_positions = 64;
-  return c;
-}
-
-std::unique_ptr<GPT2Model> make_model(int64_t kv_tokens) {
-  const GPT2Config c = tiny_config();
-  ModelOptions o;
-  o.kv_cache_tokens = kv_tokens;
-  return std::make_unique<GPT2Model>(c, std::make_unique<cpu::CpuBackend>(ThreadPool::shared(2), 2),
-                                     GPT2Model::random_reader(7, c), o);
-}
+std::unique_ptr<GPT2Model> make_model(int64_t kv_tokens) { return make_tiny_model(7, kv_tokens); }
 
 // Prefills whole prompts (one input each), records their last-row logits.
 class PromptSource : public WorkSource {
