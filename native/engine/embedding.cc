@@ -40,70 +40,84 @@ void EmbeddingSource::submit(std::shared_ptr<EmbedJob> job) {
     item->job = job;
     item->index = static_cast<int32_t>(i);
     item->order = next_order_++;
-    pending_.push_back(std::move(item));
+    const Key key{item->size(), item->order};
+    arrival_.emplace(item->order, item->size());
+    queued_.emplace(key, std::move(item));
   }
+}
+
+EmbeddingSource::Queue::iterator EmbeddingSource::unqueue(Queue::iterator it) {
+  arrival_.erase(it->first.second);
+  return queued_.erase(it);
 }
 
 void EmbeddingSource::plan(std::vector<model::SequenceInput>& step, StepBudget& budget) {
   std::lock_guard<std::mutex> lock(mutex_);
-  // Items of jobs that already failed are dropped.
-  std::erase_if(pending_, [](const std::unique_ptr<Item>& it) { return it->job->finished; });
-  if (pending_.empty()) return;
-  // By length (then arrival); the step grows outwards from the oldest item.
-  std::sort(pending_.begin(), pending_.end(), [](const auto& a, const auto& b) {
-    return a->size() != b->size() ? a->size() < b->size() : a->order < b->order;
-  });
-  size_t seed = 0;
-  for (size_t i = 1; i < pending_.size(); i++) {
-    // A retried item goes first and alone; otherwise the oldest.
-    const bool better = pending_[i]->alone != pending_[seed]->alone ? pending_[i]->alone
-                                                                     : pending_[i]->order < pending_[seed]->order;
-    if (better) seed = i;
-  }
   KvCache& kv = model_.kv_cache();
-  auto try_take = [&](size_t i) {
-    Item& it = *pending_[i];
-    return budget.take(it.size(), kv.blocks_needed(it.kv, it.size()));
-  };
-  std::vector<size_t> taken;
-  if (!try_take(seed)) return;
-  taken.push_back(seed);
-  if (!pending_[seed]->alone) {
-    // Two cursors: below (shorter) and above (longer); take the closer in length first.
-    ptrdiff_t lo = ptrdiff_t(seed) - 1;
-    size_t hi = seed + 1;
-    const int32_t n0 = pending_[seed]->size();
-    while (lo >= 0 || hi < pending_.size()) {
-      const bool use_hi = lo < 0 || (hi < pending_.size() && pending_[hi]->size() - n0 <= n0 - pending_[lo]->size());
-      const size_t i = use_hi ? hi : size_t(lo);
-      if (pending_[i]->alone || !try_take(i)) {
-        // Longer ones will not fit either; shorter ones may.
-        if (use_hi)
-          hi = pending_.size();
-        else
-          lo = -1;
-        continue;
-      }
-      taken.push_back(i);
-      if (use_hi)
-        hi++;
-      else
-        lo--;
-    }
-  }
-  std::sort(taken.begin(), taken.end());
-  for (size_t i : taken) {
-    Item& it = *pending_[i];
+  auto take = [&](Item& it) { return budget.take(it.size(), kv.blocks_needed(it.kv, it.size())); };
+  auto add = [&](std::unique_ptr<Item> item) {
     model::SequenceInput in;
-    in.ids = it.job->texts[it.index].data();
-    in.n = it.size();
-    in.kv = &it.kv;
+    in.ids = item->job->texts[item->index].data();
+    in.n = item->size();
+    in.kv = &item->kv;
     in.logits = model::LogitsMode::None;
-    in.hidden = it.job->options.capture;
+    in.hidden = item->job->options.capture;
     step.push_back(in);
-    running_.push_back(std::move(pending_[i]));
+    running_.push_back(std::move(item));
+  };
+  // Items of jobs that already failed are dropped as they come up.
+  while (!retry_.empty() && retry_.front()->job->finished) retry_.pop_front();
+  if (!retry_.empty()) {
+    // A retry is this step's only embedding input, to learn whether it was this item that
+    // failed the shared step (other sources' inputs may share the step).
+    if (take(*retry_.front())) {
+      add(std::move(retry_.front()));
+      retry_.pop_front();
+    }
+    return;
   }
-  std::erase_if(pending_, [](const std::unique_ptr<Item>& it) { return !it; });
+  Queue::iterator seed;
+  for (;;) {
+    if (arrival_.empty()) return;
+    seed = queued_.find(Key{arrival_.begin()->second, arrival_.begin()->first});
+    if (!seed->second->job->finished) break;
+    unqueue(seed);
+  }
+  if (!take(*seed->second)) return;
+  std::vector<Queue::iterator> taken{seed};
+  // Two cursors from the oldest item: shorter (below) and longer (above) texts, the closer
+  // in length first. When one side does not fit, the rest of that side will not either.
+  const int32_t n0 = seed->first.first;
+  Queue::iterator below = seed, above = std::next(seed);
+  bool below_open = true, above_open = true;
+  for (;;) {
+    const bool has_below = below_open && below != queued_.begin();
+    const bool has_above = above_open && above != queued_.end();
+    if (!has_below && !has_above) break;
+    const Queue::iterator lower = has_below ? std::prev(below) : queued_.end();
+    const bool use_above = !has_below || (has_above && above->first.first - n0 <= n0 - lower->first.first);
+    const Queue::iterator it = use_above ? above : lower;
+    if (it->second->job->finished) {
+      if (use_above)
+        above = unqueue(it);
+      else
+        unqueue(it);  // `below` stays valid
+      continue;
+    }
+    if (!take(*it->second)) {
+      (use_above ? above_open : below_open) = false;
+      continue;
+    }
+    taken.push_back(it);
+    if (use_above)
+      ++above;
+    else
+      below = lower;
+  }
+  for (Queue::iterator it : taken) {
+    add(std::move(it->second));
+    unqueue(it);
+  }
 }
 
 void EmbeddingSource::finish(const std::shared_ptr<EmbedJob>& job, std::exception_ptr error,
@@ -148,8 +162,7 @@ void EmbeddingSource::fail(std::exception_ptr error) {
     for (auto& it : running_) {
       model_.kv_cache().release(it->kv);
       if (retry && !it->job->finished) {
-        it->alone = true;  // run alone next, to learn whether it was this item
-        pending_.push_back(std::move(it));
+        retry_.push_back(std::move(it));
       } else {
         finish(it->job, error, finished_jobs);
       }
@@ -166,12 +179,15 @@ void EmbeddingSource::stop() {
     stopped_ = true;
     const auto error = std::make_exception_ptr(
         Error(ErrorKind::Error, code::kDisposed, "embed: the model was disposed before this call finished"));
-    for (auto& it : pending_) finish(it->job, error, finished_jobs);
+    for (auto& [key, it] : queued_) finish(it->job, error, finished_jobs);
+    for (auto& it : retry_) finish(it->job, error, finished_jobs);
     for (auto& it : running_) {
       model_.kv_cache().release(it->kv);
       finish(it->job, error, finished_jobs);
     }
-    pending_.clear();
+    queued_.clear();
+    arrival_.clear();
+    retry_.clear();
     running_.clear();
   }
   notify_done(finished_jobs);

@@ -6,14 +6,16 @@
 // step starts with the oldest waiting item and fills the token budget with the items
 // closest to it in length, so concurrent calls share forward passes (ragged, no padding)
 // and similar lengths run together. An item longer than the budget runs alone. When a
-// step with several items fails, each of them is retried alone, so one bad text only fails
-// its own job. A job is done when all its items are (vectors in input order) or when one
-// fails (the first error); `done` is then called exactly once, on the engine thread or in
-// stop().
+// step with several items fails, each of them is retried as the only embedding input of a
+// step, so one bad text only fails its own job. A job is done when all its items are
+// (vectors in input order) or when one fails (the first error); `done` is then called
+// exactly once, on the engine thread or in stop().
 #pragma once
 #include <cstdint>
 #include <exception>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -62,10 +64,13 @@ class EmbeddingSource : public WorkSource {
     std::shared_ptr<EmbedJob> job;
     int32_t index = 0;
     uint64_t order = 0;  // arrival
-    bool alone = false;  // retry of a failed shared step
     KvSequence kv;
     int32_t size() const { return static_cast<int32_t>(job->texts[index].size()); }
   };
+  using Key = std::pair<int32_t, uint64_t>;  // (tokens, arrival)
+  using Queue = std::map<Key, std::unique_ptr<Item>>;
+  // Removes a queued item (by length and by arrival); returns the next one by length.
+  Queue::iterator unqueue(Queue::iterator it);
   // Marks a job finished and queues its done() for after the lock (finished_jobs).
   void finish(const std::shared_ptr<EmbedJob>& job, std::exception_ptr error,
               std::vector<std::shared_ptr<EmbedJob>>& finished_jobs);
@@ -73,7 +78,11 @@ class EmbeddingSource : public WorkSource {
 
   model::GPT2Model& model_;
   std::mutex mutex_;
-  std::vector<std::unique_ptr<Item>> pending_;
+  // Queued items by length then arrival (planning walks it from the oldest item outwards),
+  // and arrival -> length (the oldest is its first entry). O(log n) per item taken.
+  Queue queued_;
+  std::map<uint64_t, int32_t> arrival_;
+  std::deque<std::unique_ptr<Item>> retry_;     // from failed shared steps: each runs alone
   std::vector<std::unique_ptr<Item>> running_;  // the current step's items, in step order
   uint64_t next_order_ = 0;
   bool stopped_ = false;

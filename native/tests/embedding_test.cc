@@ -138,6 +138,36 @@ TEST(jobs_share_steps_and_match_each_text_alone) {
   CHECK(model->kv_cache().free_blocks() == model->kv_cache().shape().num_blocks);
 }
 
+TEST(plan_starts_with_the_oldest_and_groups_by_length) {
+  auto model = make_model();
+  EmbeddingSource src(*model);
+  Waiter w;
+  auto job = w.job({text(4, 0), text(30, 1), text(5, 2), text(31, 3), text(6, 4), text(29, 5), text(4, 6)});
+  src.submit(job);
+  auto plan = [&](int64_t tokens) {
+    std::vector<SequenceInput> step;
+    StepBudget budget;
+    budget.tokens = tokens;
+    budget.free_blocks = model->kv_cache().free_blocks();
+    src.plan(step, budget);
+    std::vector<int32_t> sizes;
+    for (auto& in : step) sizes.push_back(in.n);
+    std::vector<SequenceOutput> out(step.size());
+    for (auto& o : out) o.hidden.assign(32, 1.0f);
+    src.complete(out);
+    return sizes;
+  };
+  // Oldest = 4 tokens; then the closest lengths until 40 tokens: 4, 5, 6 (29 does not fit).
+  CHECK((plan(40) == std::vector<int32_t>{4, 4, 5, 6}));
+  // Oldest left = 30; 31 and 29 are 1 away, neither fits with it.
+  CHECK((plan(40) == std::vector<int32_t>{30}));
+  // A text longer than the budget runs alone when the step is empty.
+  CHECK((plan(20) == std::vector<int32_t>{31}));
+  CHECK((plan(40) == std::vector<int32_t>{29}));
+  CHECK(plan(40).empty());
+  CHECK(w.wait(1) && !job->error && job->vectors.size() == 7);
+}
+
 TEST(a_failed_shared_step_is_retried_alone) {
   auto model = make_model();
   PoisonSource poison;
