@@ -316,7 +316,11 @@ export class SemanticIndex<M = unknown> {
       rows.set(id, r);
     });
     const model = o.model as Model | undefined;
-    const embed = (o.embed ?? (meta.embed && typeof meta.embed === 'object' ? meta.embed : undefined)) as SemanticIndexOptions['embed'];
+    const stored = meta.embed ?? {};
+    if (stored === null || typeof stored !== 'object' || Array.isArray(stored) || 'normalize' in stored) {
+      throw formatError(path, 'the stored embed options are not an options object');
+    }
+    const embed = (o.embed ?? stored) as SemanticIndexOptions['embed'];
     const index = new SemanticIndex<M>({ model, embed, ...(model ? {} : { dim }) });
     if (model && model.config.n_embd !== dim) {
       throw withCode(new RangeError(`SemanticIndex.load: the index has ${dim} dimensions, the model's n_embd is ${model.config.n_embd}`), ErrorCode.OutOfRange);

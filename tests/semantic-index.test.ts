@@ -165,6 +165,7 @@ describe('SemanticIndex files', () => {
       ['the checksum', (b) => { b[b.length - 1]! ^= 0xff; return b; }, /checksum/],
       ['not JSON', (b) => resum((b.write('#', jsonStart, 'latin1'), b)), /not JSON/],
       ['NaN vector', (b) => resum((b.writeFloatLE(NaN, 36), b)), /vector 0 is not finite/],
+      ['embed options', (b) => resum(Buffer.from(b.toString('latin1').replace('"embed":{}', '"embed":[]'), 'latin1')), /embed options/],
       ['repeated id', (b) => resum(Buffer.from(b.toString('latin1').replace('"id-1"', '"id-0"'), 'latin1')), /repeated/],
     ];
     for (const [name, damage, msg] of damaged) {
