@@ -41,7 +41,7 @@ const machine = machineInfo(ROOT);
 console.error(`embedding bench: ${count} texts (${totalTokens} tokens), ${engines.length} engines, ${rounds} round(s), ${threads} threads`);
 const t0 = performance.now();
 const name = args.out ?? (quick ? 'embedding-cpu-quick' : 'embedding-cpu');
-const state = await runInterleaved(engines, workloads, { rounds, verbose: args.verbose, timeoutMs: 1_200_000 });
+const state = await runInterleaved(engines, workloads, { rounds, verbose: true, timeoutMs: 1_200_000 });
 const wallSeconds = (performance.now() - t0) / 1000;
 machine.loadAverageAfter = os.loadavg().map((x) => Number(x.toFixed(2)));
 
@@ -90,7 +90,7 @@ Machine: ${machine.cpu}, ${machine.logicalCores} logical cores, SIMD: ${machine.
 ${fmtBytes(machine.memTotal)} RAM; Node ${machine.node}; load average ${machine.loadAverage.join(' ')} before,
 ${machine.loadAverageAfter.join(' ')} after (the machine is shared: compare rows of this table, not runs).
 gpt2-node at ${machine.gitBranch}@${machine.gitCommit}. Peers: onnxruntime-node ${versions['ort-f32']?.version ?? '?'};
-node-llama-cpp ${versions['llama-f32']?.version ?? '?'}; PyTorch ${versions['torch-f32']?.version ?? versions['torch-bf16']?.version ?? '?'} (BLAS: ${versions['torch-f32']?.blas ?? '?'}).
+node-llama-cpp ${versions['llama-f32']?.version ?? '?'}; PyTorch ${versions['torch-f32']?.version ?? versions['torch-bf16']?.version ?? '?'} (BLAS: ${versions['torch-f32']?.blas ?? versions['torch-bf16']?.blas ?? '?'}, oneDNN: ${versions['torch-f32']?.mkldnn ?? versions['torch-bf16']?.mkldnn ?? '?'}).
 ${state.filter((s) => s.status === 'ok' && s.results.embed?.error).map((s) => `\n- ${s.label} failed: ${s.results.embed.error}`).join('')}
 `;
 writeResults(join(BENCH, 'results', name), json, md);
