@@ -12,3 +12,6 @@ export type { GenerationToken, GenerationResult, GenerationUsage, FinishReason }
 export type { GenerateOptions } from './model.js';
 export { Tokenizer } from './tokenizer.js';
 export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
+export type { EmbedOptions, EmbedInput, EmbedWindow, Pooling, Truncate } from './embed.js';
+export { SemanticIndex } from './semantic-index.js';
+export type { SemanticIndexOptions, SearchOptions, SearchHit } from './semantic-index.js';

@@ -2,6 +2,7 @@
 // forward() and stateful sequences over the paged KV cache. The heavy lifting is native
 // (native/model/gpt2_model.cc through native/addon/model_binding.cc); this file checks
 // arguments and shapes results.
+import { embed, type EmbedInput, type EmbedOptions, type NativeEmbedder } from './embed.js';
 import { ErrorCode, withCode } from './errors.js';
 import { native } from './native.js';
 import { checkOptions, oneOf, describe, toTokenIds } from './options.js';
@@ -63,10 +64,11 @@ export interface ForwardResult {
 }
 
 /** @internal the raw native model (native/addon/model_binding.cc). */
-export interface NativeModel {
+export interface NativeModel extends NativeEmbedder {
   config(): string;
   info(): { device: string; deviceReason: string; dtype: string; disposed: boolean; weightBytes?: number;
-    kvCacheTokens?: number; kvCacheBytes?: number; kvBlockSize?: number; kvFreeBlocks?: number };
+    kvCacheTokens?: number; kvCacheBytes?: number; kvBlockSize?: number; kvFreeBlocks?: number;
+    engineSteps?: number; engineMaxStepSequences?: number };
   forward(ids: Uint32Array[], logits: Int32Array, hiddenStates: boolean): Promise<{
     logits: (Float32Array | null)[]; lastHiddenState: Float32Array[]; hiddenStates?: Float32Array[][] }>;
   sequence(): NativeSequence;
@@ -263,6 +265,27 @@ export class Model {
     if (logits !== 'none') out.logits = r.logits as Float32Array[];
     if (o.hiddenStates === true) out.hiddenStates = r.hiddenStates!;
     return out;
+  }
+
+  /**
+   * One vector per text (or token-id array), in input order. Concurrent calls on one model
+   * are batched together by its engine; a text's vector does not depend on what else runs
+   * with it. See EmbedOptions for pooling, layer, finalNorm, normalize, truncate, window.
+   */
+  embed(input: EmbedInput, opts?: EmbedOptions): Promise<Float32Array[]> {
+    try {
+      this.#check('Model.embed');
+      return embed(this.#native, this.#config, () => this.tokenizer, input, opts);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Engine counters: forward steps run and the most sequences one step held. */
+  get engineStats(): { steps: number; maxStepSequences: number } {
+    this.#check('Model.engineStats');
+    const i = this.#native.info();
+    return { steps: i.engineSteps ?? 0, maxStepSequences: i.engineMaxStepSequences ?? 0 };
   }
 
   /** A stateful sequence with its own KV cache, for custom decoding loops. */

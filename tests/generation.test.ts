@@ -1,26 +1,12 @@
 // Model.generate through the engine: transformers' greedy and beam goldens token for token
 // (single and batched), seeded determinism alone vs inside a batch, streaming, stop strings
 // and tokens, logprobs, abort and dispose, the KV queue, and option errors.
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Model, Sampler } from '../lib/index.js';
 import { root, runWithAddon } from './helpers/addon-child.js';
-import { GoldenFile } from './helpers/safetensors.js';
+import { cases, goldenFile, haveFixtures, modelDir, modelNames } from './helpers/fixtures.js';
 
-const fixtures = resolve(import.meta.dirname, '../../shared/fixtures');
-const haveFixtures = existsSync(join(fixtures, 'manifest.json'));
-const manifest = haveFixtures ? JSON.parse(readFileSync(join(fixtures, 'manifest.json'), 'utf8')) : { cases: [], models: {} };
-interface Case {
-  id: string; model: string; kind: string;
-  input: { input_ids?: number[]; input_ids_unpadded?: number[][] };
-  options: Record<string, unknown>;
-  expected: Record<string, { file: string; key: string }>;
-  expected_ids: { new_tokens?: number[][]; sequences?: number[][] };
-  tolerance: { atol: number };
-}
-const cases: Case[] = manifest.cases;
 const EOS = 50256;
 
 /** transformers' new tokens up to (not including) the first EOS, as generate() reports them. */
@@ -32,7 +18,7 @@ function untilEos(ids: number[]): number[] {
 describe.skipIf(!haveFixtures)('generate: transformers goldens', () => {
   const models = new Map<string, Model>();
   beforeAll(async () => {
-    for (const name of Object.keys(manifest.models)) models.set(name, await Model.load(join(fixtures, manifest.models[name].dir)));
+    for (const name of modelNames) models.set(name, await Model.load(modelDir(name)));
   });
   afterAll(() => { for (const m of models.values()) m.dispose(); });
 
@@ -46,8 +32,8 @@ describe.skipIf(!haveFixtures)('generate: transformers goldens', () => {
     it(`${c.id}: greedy, each prompt alone and all at once`, async () => {
       const m = models.get(c.model)!;
       const prompts = c.input.input_ids_unpadded!.map((p) => Uint32Array.from(p));
-      const want = c.expected_ids.new_tokens!.map(untilEos);
-      const maxNewTokens = c.options.max_new_tokens as number;
+      const want = c.expected_ids!.new_tokens!.map(untilEos);
+      const maxNewTokens = c.options!.max_new_tokens as number;
       for (let i = 0; i < prompts.length; i++) {
         const r = await m.generate(prompts[i]!, { maxNewTokens }).result();
         expect(Array.from(r.tokenIds), `prompt ${i}`).toEqual(want[i]);
@@ -63,11 +49,11 @@ describe.skipIf(!haveFixtures)('generate: transformers goldens', () => {
     it(`${c.id}: beam search sequences and sequences_scores`, async () => {
       const m = models.get(c.model)!;
       const prompt = Uint32Array.from(c.input.input_ids!);
-      const o = c.options;
+      const o = c.options!;
       const opts = { numBeams: o.num_beams as number, numReturnSequences: o.num_return_sequences as number,
         maxNewTokens: o.max_new_tokens as number, lengthPenalty: o.length_penalty as number, earlyStopping: o.early_stopping as boolean };
-      const want = c.expected_ids.sequences!.map((s) => untilEos(s.slice(prompt.length)));
-      const scores = new GoldenFile(join(fixtures, c.expected.sequences_scores!.file)).get(c.expected.sequences_scores!.key).data;
+      const want = c.expected_ids!.sequences!.map((s) => untilEos(s.slice(prompt.length)));
+      const scores = goldenFile(c.expected.sequences_scores!.file).get(c.expected.sequences_scores!.key).data;
       const check = (results: { tokenIds: Uint32Array; score?: number }[]) => {
         expect(results.map((r) => Array.from(r.tokenIds))).toEqual(want);
         results.forEach((r, i) => expect(Math.abs(r.score! - scores[i]!)).toBeLessThanOrEqual(c.tolerance.atol));

@@ -1,9 +1,10 @@
 // gpt2-node child: Model.load(<hf folder>, { dtype, threads }) from ../../dist/index.js.
 // Prefill = Model.forward(batch of ids, { logits: 'none' }); decode = one Model.sequence() per row, appends
-// of one token per row submitted together (the scheduler batches them), greedy on the returned logits.
+// of one token per row submitted together (the scheduler batches them), greedy on the returned logits;
+// embed = Model.embed of all texts in one call.
 import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { argmax, now, serve, tokenIds, Unavailable, decodeOp, generateOp } from '../lib/child.mjs';
+import { argmax, now, serve, tokenIds, Unavailable, decodeOp, generateOp, embedOp } from '../lib/child.mjs';
 
 // GPT2_NODE_DIST: another build of the package entry (e.g. a mock for checking this child).
 const dist = process.env.GPT2_NODE_DIST ?? fileURLToPath(new URL('../../dist/index.js', import.meta.url));
@@ -82,4 +83,6 @@ serve({
   },
   decode: decodeOp(decodeOnce),
   generate: generateOp(generateOnce),
+  // One embed() call: the engine batches the texts itself (length-grouped, no padding).
+  embed: embedOp((texts) => model.embed(texts, { pooling: 'mean' })),
 });

@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { now, serve, tokenIds, Unavailable, decodeOp, generateOp } from '../lib/child.mjs';
+import { now, serve, tokenIds, Unavailable, decodeOp, generateOp, embedOp } from '../lib/child.mjs';
 
 const require = createRequire(new URL('../peers/package.json', import.meta.url));
-let llama, model, threads, ctx = null, ctxKey = null, warmed = new Set(), info = {};
+let llama, model, threads, embedCtx = null, ctx = null, ctxKey = null, warmed = new Set(), info = {};
 
 async function context(batch, perSequence, batchTokens) {
   const key = `${batch}/${perSequence}/${batchTokens}`;
@@ -108,4 +108,13 @@ serve({
   },
   decode: decodeOp(decodeOnce),
   generate: generateOp(generateOnce),
+  // node-llama-cpp's embedding context: getEmbeddingFor per text (it runs one sequence at a
+  // time); llama.cpp pools as the GGUF says (GPT-2 files carry no pooling type).
+  embed: embedOp(async (texts) => {
+    if (ctx) { await ctx.dispose(); ctx = null; ctxKey = null; }
+    embedCtx ??= await model.createEmbeddingContext({ contextSize: 1024, batchSize: 1024, threads });
+    const out = [];
+    for (const t of texts) out.push(Float32Array.from((await embedCtx.getEmbeddingFor(Array.from(t))).vector));
+    return out;
+  }),
 });

@@ -1,11 +1,12 @@
 // onnxruntime-node child (the engine under transformers.js), CPU execution provider.
 // Prefill = gpt2_prefill.onnx (ids -> last hidden state); decode = gpt2_kv.onnx with past/present K,V
 // (prompt run with an empty past, then one token per row per step, greedy on the logits). Sessions are
+// Embed = the prefill model over padded batches, mean-pooled. Sessions are
 // created lazily and only one is alive at a time, so the peak RSS is one model's, as a user would have.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { argmax, now, serve, tokenIds, Unavailable, decodeOp } from '../lib/child.mjs';
+import { argmax, now, serve, tokenIds, Unavailable, decodeOp, embedOp, paddedBatches } from '../lib/child.mjs';
 
 const require = createRequire(new URL('../peers/package.json', import.meta.url));
 let ort, dir, sessionOptions, current = { name: null, session: null }, warmed = new Set();
@@ -29,6 +30,27 @@ function idsTensor(batch, tokens, at) {
 async function prefillOnce(s, ids) {
   const out = await s.run({ input_ids: ids });
   out.last_hidden_state.dispose?.();
+}
+
+// Embeddings through gpt2_prefill.onnx: length-sorted, right-padded batches of at most
+// 2048 padded tokens (the budget gpt2-node's scheduler uses), mean over the real rows.
+async function embedAll(texts) {
+  const s = await session('gpt2_prefill.onnx');
+  const out = new Array(texts.length);
+  for (const batch of paddedBatches(texts.map((t) => t.length), 2048)) {
+    const T = texts[batch[batch.length - 1]].length;
+    const ids = idsTensor(batch.length, T, (b, t) => texts[batch[b]][t] ?? 0);
+    const r = await s.run({ input_ids: ids });
+    const h = r.last_hidden_state.data, E = r.last_hidden_state.dims[2];
+    batch.forEach((i, b) => {
+      const n = texts[i].length, v = new Float32Array(E);
+      for (let t = 0; t < n; t++) for (let d = 0; d < E; d++) v[d] += h[(b * T + t) * E + d];
+      for (let d = 0; d < E; d++) v[d] /= n;
+      out[i] = v;
+    });
+    r.last_hidden_state.dispose?.();
+  }
+  return out;
 }
 
 // Stops early (fewer steps) once maxSeconds have passed, so a very slow engine still gives a rate.
@@ -74,4 +96,5 @@ serve({
     return { seconds, tokens: batch * tokens };
   },
   decode: decodeOp(decodeOnce),
+  embed: embedOp(embedAll),
 });

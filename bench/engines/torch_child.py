@@ -71,7 +71,36 @@ def decode(msg):
     runs = [decode_once(batch, prompt, steps, msg.get('maxSeconds') or float('inf')) for _ in range(reps)]
     return {'seconds': [r[0] for r in runs], 'tokens': [r[1] for r in runs]}
 
-handlers = {'load': load, 'prefill': prefill, 'decode': decode, 'memory': lambda m: memory()}
+def embed_length(i, lo, hi): return lo + (i * 7919 + 13) % (hi - lo + 1)   # = bench/lib/child.mjs embedLength
+
+def padded_batches(lengths, max_tokens):   # = bench/lib/child.mjs paddedBatches
+    batches, cur = [], []
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        if cur and (len(cur) + 1) * lengths[i] > max_tokens: batches.append(cur); cur = []
+        cur.append(i)
+    if cur: batches.append(cur)
+    return batches
+
+def embed_all(texts):   # length-sorted right-padded batches (<= 2048 padded tokens), mean over real rows
+    out = [None] * len(texts)
+    with torch.inference_mode():
+        for batch in padded_batches([len(t) for t in texts], 2048):
+            T = len(texts[batch[-1]])
+            ids = torch.tensor([texts[i] + [0] * (T - len(texts[i])) for i in batch], dtype=torch.long)
+            h = model(ids)
+            for b, i in enumerate(batch): out[i] = h[b, :len(texts[i])].float().mean(0)
+    return out
+
+def embed(msg):
+    count, lo, hi, reps = msg['count'], msg['minTokens'], msg['maxTokens'], msg.get('reps', 1)
+    if 'embed' not in warmed: embed_all([[token_id(i, t) for t in range(8 + i)] for i in range(4)]); warmed.add('embed')
+    texts = [[token_id(i, t) for t in range(embed_length(i, lo, hi))] for i in range(count)]
+    seconds = []
+    for _ in range(reps):
+        t0 = time.perf_counter(); vecs = embed_all(texts); seconds.append(time.perf_counter() - t0)
+    return {'seconds': seconds, 'tokens': sum(len(t) for t in texts), 'texts': count, 'dim': int(vecs[0].shape[0])}
+
+handlers = {'load': load, 'prefill': prefill, 'decode': decode, 'embed': embed, 'memory': lambda m: memory()}
 for line in sys.stdin:
     if not line.strip(): continue
     msg = json.loads(line)

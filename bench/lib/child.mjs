@@ -94,3 +94,47 @@ export function generateOp(generateOnce) {
     return { seconds, tokens, tpot, ttft };
   };
 }
+
+// The embedding workload every engine child shares (torch_child.py has the same): `count`
+// texts of minTokens ... maxTokens tokens (text i has embedLength(i) tokens, ids tokenIds(i, t)).
+export function embedLength(i, minTokens, maxTokens) {
+  return minTokens + ((i * 7919 + 13) % (maxTokens - minTokens + 1));
+}
+export function embedTexts(count, minTokens, maxTokens) {
+  return Array.from({ length: count }, (_, i) => Uint32Array.from({ length: embedLength(i, minTokens, maxTokens) }, (_, t) => tokenIds(i, t)));
+}
+
+// For engines that need rectangular batches: text indices sorted by length, cut into
+// batches whose padded size (rows x longest) stays within maxTokens. Right padding does not
+// change a causal model's outputs at the real positions, so no attention mask is needed.
+export function paddedBatches(lengths, maxTokens) {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b]);
+  const batches = [];
+  let cur = [];
+  for (const i of order) {
+    if (cur.length && (cur.length + 1) * lengths[i] > maxTokens) { batches.push(cur); cur = []; }
+    cur.push(i);
+  }
+  if (cur.length) batches.push(cur);
+  return batches;
+}
+
+// The embed op: one warm-up on 4 short texts, then `reps` timed runs of
+// embedAll(texts) (mean-pooled vectors, in input order). tokens = real tokens embedded.
+export function embedOp(embedAll) {
+  let warmed = false;
+  return async ({ count, minTokens, maxTokens, reps = 1 }) => {
+    if (!warmed) { await embedAll(embedTexts(4, 8, 16)); warmed = true; }
+    const texts = embedTexts(count, minTokens, maxTokens);
+    const seconds = [];
+    let dim = 0;
+    for (let r = 0; r < reps; r++) {
+      const t0 = now();
+      const out = await embedAll(texts);
+      seconds.push(now() - t0);
+      if (out.length !== texts.length) throw new Error(`embedded ${out.length} of ${texts.length} texts`);
+      dim = out[0].length;
+    }
+    return { seconds, tokens: texts.reduce((a, t) => a + t.length, 0), texts: texts.length, dim };
+  };
+}

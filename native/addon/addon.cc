@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitInfo(env, exports);
   InitTokenizer(env, exports);
   InitModel(env, exports);
+  InitIndex(env, exports);
   return exports;
 }
 

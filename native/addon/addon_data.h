@@ -19,5 +19,6 @@ struct AddonData {
 void InitInfo(Napi::Env env, Napi::Object exports);
 void InitTokenizer(Napi::Env env, Napi::Object exports);
 void InitModel(Napi::Env env, Napi::Object exports);
+void InitIndex(Napi::Env env, Napi::Object exports);
 
 }  // namespace gpt2::addon

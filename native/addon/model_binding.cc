@@ -25,7 +25,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "NativeModel",
                        {InstanceMethod<&ModelWrap::Config>("config"), InstanceMethod<&ModelWrap::Info>("info"),
-                        InstanceMethod<&ModelWrap::Forward>("forward"),
+                        InstanceMethod<&ModelWrap::Forward>("forward"), InstanceMethod<&ModelWrap::Embed>("embed"),
                         InstanceMethod<&ModelWrap::Sequence>("sequence"),
                         InstanceMethod<&ModelWrap::Dispose>("dispose")});
   }
@@ -62,6 +62,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         o.Set("kvCacheBytes", double(s.model->kv_cache().bytes()));
         o.Set("kvBlockSize", s.model->kv_cache().shape().block_size);
         o.Set("kvFreeBlocks", s.model->kv_cache().free_blocks());
+        if (s.scheduler) {
+          const engine::SchedulerStats es = s.scheduler->stats();
+          o.Set("engineSteps", double(es.steps));
+          o.Set("engineMaxStepSequences", es.max_step_sequences);
+        }
       }
       return o;
     });
@@ -132,6 +137,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             if (job->options.hidden_states) result.Set("hiddenStates", hidden);
             return result;
           });
+    });
+  }
+
+  Napi::Value Embed(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      st();
+      return ModelEmbed(info, state_);
     });
   }
 
@@ -227,6 +239,7 @@ model::ModelOptions model_options(const LoadArgs& a, ModelState& s) {
 void start_engine(ModelState& s) {
   s.scheduler = std::make_unique<engine::Scheduler>(*s.model, engine::SchedulerOptions{});
   s.generation = std::make_shared<engine::GenerationSource>(*s.model, *s.scheduler);
+  if (!s.embedding) s.embedding = make_embedding_source(*s.model);
   if (s.generation) s.scheduler->add_source(s.generation.get());
   if (s.embedding) s.scheduler->add_source(s.embedding.get());
 }

@@ -115,4 +115,7 @@ void schedule_append_flush(Napi::Env env, const std::shared_ptr<ModelState>& own
 // Copies a Uint32Array of token ids (validated by lib/ and again by the model).
 std::vector<int32_t> ids_from_js(const Napi::Value& v, const std::string& what);
 Napi::Float32Array float32_from(Napi::Env env, const std::vector<float>& v);
+// embed_binding.cc: the model's embedding work source, and NativeModel.embed.
+std::shared_ptr<engine::WorkSource> make_embedding_source(model::GPT2Model& model);
+Napi::Value ModelEmbed(const Napi::CallbackInfo& info, const std::shared_ptr<ModelState>& state);
 }  // namespace gpt2::addon

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "model/checkpoint.h"
+#include "model/pooling.h"
 
 namespace gpt2::model {
 
@@ -224,6 +225,38 @@ float* GPT2Model::scratch(size_t slot, size_t floats) {
   return s.first;
 }
 
+void GPT2Model::capture_hidden(std::span<const SequenceInput> inputs, const std::vector<int32_t>& q_start,
+                               int32_t index, const float* src, bool normed, std::vector<SequenceOutput>& outputs) {
+  const int64_t E = config_.n_embd;
+  const bool last_layer = index == config_.n_layer;
+  for (size_t s = 0; s < inputs.size(); s++) {
+    const SequenceInput& in = inputs[s];
+    if (in.hidden.layer != index) continue;
+    // The last layer is seen twice: raw (normed false) and after ln_f (normed true).
+    if (last_layer && in.hidden.final_norm != normed) continue;
+    // Only the rows the pooling reads.
+    int64_t first = 0, rows = in.n;
+    if (in.hidden.pooling == Pooling::First) rows = 1;
+    if (in.hidden.pooling == Pooling::Last) first = in.n - 1, rows = 1;
+    const float* at = src + (int64_t(q_start[s]) + first) * E;
+    if (in.hidden.final_norm && !normed) {
+      float* y = scratch(8, size_t(rows) * E);
+      backend_->layernorm(at, E, nullptr, nullptr, rows, E, ln_f_gamma_, ln_f_beta_,
+                          static_cast<float>(config_.layer_norm_epsilon), y, E);
+      at = y;
+    }
+    std::vector<float> host(size_t(rows) * E);
+    backend_->download(host.data(), at, host.size() * sizeof(float));
+    if (in.hidden.pooling == Pooling::Rows) {
+      outputs[s].hidden = std::move(host);
+    } else {
+      outputs[s].hidden.resize(E);
+      pool_rows(host.data(), rows, E, in.hidden.pooling == Pooling::Mean ? Pooling::Mean : Pooling::First,
+                outputs[s].hidden.data());
+    }
+  }
+}
+
 std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> inputs, const ForwardOptions& options) {
   const int64_t E = config_.n_embd, I = config_.n_inner, V = config_.vocab_size;
   const int32_t n_seqs = static_cast<int32_t>(inputs.size());
@@ -238,6 +271,9 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
       if (in.ids[i] < 0 || in.ids[i] >= V)
         throw_range_error("sequence " + std::to_string(s) + ", position " + std::to_string(i) + ": token id " +
                           std::to_string(in.ids[i]) + " is out of range (vocab_size " + std::to_string(V) + ")");
+    if (in.hidden.layer < -1 || in.hidden.layer > config_.n_layer)
+      throw_range_error("sequence " + std::to_string(s) + ": hidden-state layer " + std::to_string(in.hidden.layer) +
+                        " is out of range (0 ... " + std::to_string(config_.n_layer) + ")");
     if (int64_t(in.kv->length) + in.n > config_.n_positions)
       throw_range_error("sequence " + std::to_string(s) + " would be " + std::to_string(int64_t(in.kv->length) + in.n) +
                         " tokens long, more than n_positions (" + std::to_string(config_.n_positions) + ")");
@@ -317,6 +353,7 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
 
   backend_->embed(dmeta + o_ids, dmeta + o_pos, T, wte_, wpe_, E, x);
   if (options.hidden_states) capture(x);
+  capture_hidden(inputs, q_start, 0, x, false, outputs);
 
   const float eps = static_cast<float>(config_.layer_norm_epsilon);
   for (int32_t l = 0; l < static_cast<int32_t>(layers_.size()); l++) {
@@ -336,10 +373,12 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
     // transformers' hidden_states[l + 1] is this block's output, except the last one,
     // which it replaces with ln_f's output (captured below).
     if (options.hidden_states && l + 1 < static_cast<int32_t>(layers_.size())) capture(x);
+    capture_hidden(inputs, q_start, l + 1, x, false, outputs);
   }
 
   backend_->layernorm(x, E, nullptr, nullptr, T, E, ln_f_gamma_, ln_f_beta_, eps, a, E);
   if (options.hidden_states) capture(a);
+  capture_hidden(inputs, q_start, static_cast<int32_t>(layers_.size()), a, true, outputs);
   if (options.last_hidden_state) {
     for (int32_t s = 0; s < n_seqs; s++) {
       outputs[s].last_hidden_state.resize(size_t(q_len[s]) * E);

@@ -22,11 +22,25 @@ namespace gpt2::model {
 
 enum class LogitsMode { None, Last, All };
 
+// How a captured hidden state comes back: all n rows [n, E], or pooled to one [E] row.
+enum class Pooling { Rows, Mean, Last, First };
+
+// One hidden state of one input (embeddings), chosen per input so that embedding and
+// generation inputs can share a step. layer is transformers' hidden_states index:
+// 0 = token + position embeddings, l = raw output of block l (1 ... n_layer);
+// final_norm applies ln_f to it (layer n_layer with final_norm = last_hidden_state).
+struct HiddenCapture {
+  int32_t layer = -1;  // -1: nothing captured
+  bool final_norm = false;
+  Pooling pooling = Pooling::Rows;
+};
+
 struct SequenceInput {
   const int32_t* ids = nullptr;  // n new token ids (host memory)
   int32_t n = 0;
   KvSequence* kv = nullptr;      // its cache state; length grows by n on success
   LogitsMode logits = LogitsMode::Last;
+  HiddenCapture hidden;          // SequenceOutput::hidden
 };
 
 struct ForwardOptions {
@@ -38,6 +52,7 @@ struct SequenceOutput {
   std::vector<float> logits;  // [rows, vocab]: 1 row for Last, n for All, empty for None
   std::vector<float> last_hidden_state;
   std::vector<std::vector<float>> hidden_states;
+  std::vector<float> hidden;  // SequenceInput::hidden: [n, E] (Rows) or [E] (pooled)
 };
 
 // Fills `out` (product of shape floats) with the float32 data of a canonical tensor name
@@ -100,6 +115,10 @@ class GPT2Model {
   float* upload_tensor(const TensorReader& read, const std::string& name, const std::vector<int64_t>& shape);
   BackendWeight* pack_tensor(const TensorReader& read, const std::string& name, int64_t K, int64_t N);
   float* scratch(size_t slot, size_t floats);
+  // Fills outputs[s].hidden for every input capturing hidden-state `index` from `src`
+  // ([T, E] rows of the step); `normed`: src is already after ln_f.
+  void capture_hidden(std::span<const SequenceInput> inputs, const std::vector<int32_t>& q_start, int32_t index,
+                      const float* src, bool normed, std::vector<SequenceOutput>& outputs);
   void free_all();
 
   GPT2Config config_;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Model } from '../../lib/index.js';
 import { runWithAddon } from '../helpers/addon-child.js';
-import { cases, fixtures, haveFixtures, manifest } from '../helpers/parity-suite.js';
+import { cases, fixtures, haveFixtures, manifest } from '../helpers/fixtures.js';
 
 const tinyDir = join(fixtures, 'models', 'tiny');
 const PROMPT = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 383, 1893, 318, 257, 1332, 13, 632, 373];

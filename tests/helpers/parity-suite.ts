@@ -3,52 +3,12 @@
 // `forward`, `incremental` and `embed_pool` case of the three tiny models through the public API,
 // within each case's tolerance (|got - expected| <= atol + rtol * |expected|); plus the `greedy`
 // cases' new token ids from a plain argmax loop over Sequence.append.
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model, type LoadOptions } from '../../lib/index.js';
-import { GoldenFile } from './safetensors.js';
+import { cases, expectClose, golden, haveFixtures, manifest, modelDir, modelNames } from './fixtures.js';
 
-export const fixtures = resolve(import.meta.dirname, '../../../shared/fixtures');
-export const haveFixtures = existsSync(join(fixtures, 'manifest.json'));
-
-export interface Expected { file: string; key: string; shape: number[]; row?: number }
-export interface Case {
-  id: string; model: string; kind: string;
-  input: { input_ids?: number[]; chunks?: number[]; input_ids_unpadded?: number[][] };
-  expected: Record<string, Expected>;
-  expected_ids?: { logits_top8_ids?: number[][]; argmax_last?: number; new_tokens?: number[][] };
-  tolerance: { atol: number; rtol: number };
-}
-
-export const manifest = haveFixtures ? JSON.parse(readFileSync(join(fixtures, 'manifest.json'), 'utf8')) : { cases: [], models: {} };
-export const cases: Case[] = manifest.cases;
-const modelNames = Object.keys(manifest.models) as string[];
-const goldens = new Map<string, GoldenFile>();
-
-export function golden(e: Expected): Float32Array {
-  if (!goldens.has(e.file)) goldens.set(e.file, new GoldenFile(join(fixtures, e.file)));
-  const t = goldens.get(e.file)!.get(e.key);
-  expect(t.shape).toEqual(e.shape);
-  if (e.row === -1) {
-    const width = e.shape[e.shape.length - 1]!;
-    return t.data.subarray(t.data.length - width);
-  }
-  return t.data;
-}
-
-/** Max of |got - want| - (atol + rtol |want|): <= 0 passes. Also returns the max abs diff. */
-export function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: Case['tolerance'], what: string): void {
-  expect(got.length, `${what}: length`).toBe(want.length);
-  let worst = 0, at = -1, maxDiff = 0;
-  for (let i = 0; i < want.length; i++) {
-    const d = Math.abs(got[i]! - want[i]!);
-    maxDiff = Math.max(maxDiff, d);
-    const excess = d - (tol.atol + tol.rtol * Math.abs(want[i]!));
-    if (!(excess <= worst)) { worst = Number.isNaN(excess) ? Infinity : excess; at = i; }
-  }
-  expect(worst, `${what}: index ${at} got ${got[at]} want ${want[at]} (max abs diff ${maxDiff})`).toBeLessThanOrEqual(0);
-}
+export { cases, expectClose, golden, haveFixtures, manifest } from './fixtures.js';
+export type { Case, Expected } from './fixtures.js';
 
 export function strided(all: Float32Array, rows: number, vocab: number): Float32Array {
   const cols = Math.ceil(vocab / 97);
@@ -74,7 +34,7 @@ export function goldenParity(title: string, options: LoadOptions = {}): void {
   describe.skipIf(!haveFixtures)(title, () => {
     const models = new Map<string, Model>();
     beforeAll(async () => {
-      for (const name of modelNames) models.set(name, await Model.load(join(fixtures, manifest.models[name].dir), options));
+      for (const name of modelNames) models.set(name, await Model.load(modelDir(name), options));
     });
     afterAll(() => { for (const m of models.values()) m.dispose(); });
 

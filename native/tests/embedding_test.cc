@@ -1,0 +1,209 @@
+// The embedding work source (engine/embedding.h) on the engine loop: jobs submitted
+// together share steps and each vector equals its text run alone; a text longer than the
+// budget runs alone; a step that fails because of another source's input is retried
+// alone, item by item, so the embeddings still succeed; stop() rejects queued jobs;
+// pool_rows against a plain loop.
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "cpu/cpu_backend.h"
+#include "engine/embedding.h"
+#include "engine/scheduler.h"
+#include "model/pooling.h"
+#include "test_main.h"
+#include "tiny_model.h"
+
+using namespace gpt2;
+using namespace gpt2::model;
+using namespace gpt2::engine;
+
+namespace {
+
+std::unique_ptr<GPT2Model> make_model() { return test::tiny_model(0, 11); }
+
+std::vector<int32_t> text(int n, int salt) {
+  std::vector<int32_t> ids(n);
+  for (int i = 0; i < n; i++) ids[i] = (i * 7919 + salt * 104729) % 50257;
+  return ids;
+}
+
+// Waits for jobs' done() callbacks.
+struct Waiter {
+  std::mutex m;
+  std::condition_variable cv;
+  int done = 0;
+  std::shared_ptr<EmbedJob> job(std::vector<std::vector<int32_t>> texts) {
+    auto j = std::make_shared<EmbedJob>();
+    j->texts = std::move(texts);
+    j->done = [this](EmbedJob&) {
+      std::lock_guard<std::mutex> lock(m);
+      done++;
+      cv.notify_all();
+    };
+    return j;
+  }
+  bool wait(int n) {
+    std::unique_lock<std::mutex> lock(m);
+    return cv.wait_for(lock, std::chrono::seconds(60), [&] { return done >= n; });
+  }
+};
+
+std::vector<float> alone(GPT2Model& m, const std::vector<int32_t>& ids) {
+  KvSequence kv;
+  SequenceInput in{ids.data(), static_cast<int32_t>(ids.size()), &kv, LogitsMode::None};
+  auto out = m.forward(std::span<const SequenceInput>(&in, 1), ForwardOptions{true, false});
+  m.kv_cache().release(kv);
+  std::vector<float> v(m.config().n_embd);
+  pool_rows(out[0].last_hidden_state.data(), in.n, m.config().n_embd, Pooling::Mean, v.data());
+  return v;
+}
+
+double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double m = 0;
+  for (size_t i = 0; i < a.size(); i++) m = std::max(m, double(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+// Adds one input with an out-of-range token id to the next step (once), failing it.
+class PoisonSource : public WorkSource {
+ public:
+  bool armed = true;
+  int failures = 0;
+  std::vector<int32_t> ids{1, 999999};
+  KvSequence kv;
+  void plan(std::vector<SequenceInput>& step, StepBudget& budget) override {
+    if (!armed || !budget.take(2, 1)) return;
+    armed = false;
+    step.push_back({ids.data(), 2, &kv, LogitsMode::None});
+  }
+  void complete(std::span<SequenceOutput>) override {}
+  void fail(std::exception_ptr) override { failures++; }
+  void stop() override {}
+};
+
+}  // namespace
+
+TEST(pool_rows_matches_plain_loops) {
+  const int64_t n = 5, E = 7;
+  std::vector<float> rows(n * E);
+  for (size_t i = 0; i < rows.size(); i++) rows[i] = float(std::sin(double(i)));
+  std::vector<float> out(E);
+  pool_rows(rows.data(), n, E, Pooling::Mean, out.data());
+  for (int64_t d = 0; d < E; d++) {
+    float s = 0;
+    for (int64_t r = 0; r < n; r++) s += rows[r * E + d];
+    CHECK(std::fabs(out[d] - s / n) < 1e-6);
+  }
+  pool_rows(rows.data(), n, E, Pooling::Last, out.data());
+  CHECK(std::equal(out.begin(), out.end(), rows.begin() + (n - 1) * E));
+  pool_rows(rows.data(), n, E, Pooling::First, out.data());
+  CHECK(std::equal(out.begin(), out.end(), rows.begin()));
+  l2_normalize(out.data(), E);
+  double ss = 0;
+  for (float x : out) ss += double(x) * x;
+  CHECK(std::fabs(ss - 1) < 1e-6);
+}
+
+TEST(jobs_share_steps_and_match_each_text_alone) {
+  auto model = make_model();
+  EmbeddingSource src(*model);
+  Scheduler sched(*model, SchedulerOptions{128});
+  sched.add_source(&src);
+  Waiter w;
+  std::vector<std::shared_ptr<EmbedJob>> jobs;
+  for (int j = 0; j < 6; j++) {
+    std::vector<std::vector<int32_t>> texts;
+    for (int i = 0; i < 4; i++) texts.push_back(text(3 + (j * 4 + i) * 5 % 40, j * 4 + i));
+    jobs.push_back(w.job(texts));
+    src.submit(jobs.back());
+  }
+  // One text longer than the budget (runs alone).
+  jobs.push_back(w.job({text(60, 77)}));
+  src.submit(jobs.back());
+  sched.notify();
+  CHECK(w.wait(7));
+  const SchedulerStats st = sched.stats();
+  CHECK(st.max_step_sequences > 1);
+  CHECK(st.steps < 25);
+  for (auto& j : jobs) {
+    CHECK(!j->error);
+    CHECK(j->vectors.size() == j->texts.size());
+    for (size_t i = 0; i < j->texts.size(); i++) CHECK(max_diff(j->vectors[i], alone(*model, j->texts[i])) < 1e-5);
+  }
+  CHECK(model->kv_cache().free_blocks() == model->kv_cache().shape().num_blocks);
+}
+
+TEST(plan_starts_with_the_oldest_and_groups_by_length) {
+  auto model = make_model();
+  EmbeddingSource src(*model);
+  Waiter w;
+  auto job = w.job({text(4, 0), text(30, 1), text(5, 2), text(31, 3), text(6, 4), text(29, 5), text(4, 6)});
+  src.submit(job);
+  auto plan = [&](int64_t tokens) {
+    std::vector<SequenceInput> step;
+    StepBudget budget;
+    budget.tokens = tokens;
+    budget.free_blocks = model->kv_cache().free_blocks();
+    src.plan(step, budget);
+    std::vector<int32_t> sizes;
+    for (auto& in : step) sizes.push_back(in.n);
+    std::vector<SequenceOutput> out(step.size());
+    for (auto& o : out) o.hidden.assign(32, 1.0f);
+    src.complete(out);
+    return sizes;
+  };
+  // Oldest = 4 tokens; then the closest lengths until 40 tokens: 4, 5, 6 (29 does not fit).
+  CHECK((plan(40) == std::vector<int32_t>{4, 4, 5, 6}));
+  // Oldest left = 30; 31 and 29 are 1 away, neither fits with it.
+  CHECK((plan(40) == std::vector<int32_t>{30}));
+  // A text longer than the budget runs alone when the step is empty.
+  CHECK((plan(20) == std::vector<int32_t>{31}));
+  CHECK((plan(40) == std::vector<int32_t>{29}));
+  CHECK(plan(40).empty());
+  CHECK(w.wait(1) && !job->error && job->vectors.size() == 7);
+}
+
+TEST(a_failed_shared_step_is_retried_alone) {
+  auto model = make_model();
+  PoisonSource poison;
+  EmbeddingSource src(*model);
+  Scheduler sched(*model, SchedulerOptions{256});
+  sched.add_source(&poison);
+  sched.add_source(&src);
+  Waiter w;
+  auto job = w.job({text(5, 1), text(9, 2), text(4, 3)});
+  src.submit(job);
+  sched.notify();
+  CHECK(w.wait(1));
+  CHECK(poison.failures == 1);
+  CHECK(!job->error);
+  for (size_t i = 0; i < 3; i++) CHECK(max_diff(job->vectors[i], alone(*model, job->texts[i])) < 1e-5);
+  CHECK(model->kv_cache().free_blocks() == model->kv_cache().shape().num_blocks);
+}
+
+TEST(submit_validates_and_stop_rejects_queued_jobs) {
+  auto model = make_model();
+  EmbeddingSource src(*model);
+  CHECK_THROWS(src.submit([] { auto j = std::make_shared<EmbedJob>(); j->texts = {{1, 2}, {}}; return j; }()));
+  CHECK_THROWS(src.submit([] { auto j = std::make_shared<EmbedJob>(); j->texts = {std::vector<int32_t>(65, 1)}; return j; }()));
+  CHECK_THROWS(src.submit([] { auto j = std::make_shared<EmbedJob>(); j->texts = {{1, 50257}}; return j; }()));
+  CHECK_THROWS(src.submit([] { auto j = std::make_shared<EmbedJob>(); j->texts = {{1}}; j->options.capture.layer = 3; return j; }()));
+  Waiter w;
+  auto job = w.job({text(5, 1)});
+  src.submit(job);  // never notified: still queued at stop()
+  src.stop();
+  CHECK(w.wait(1));
+  CHECK(job->error != nullptr);
+  try {
+    std::rethrow_exception(job->error);
+  } catch (const Error& e) {
+    CHECK(e.code() == code::kDisposed);
+  }
+}
+
+TEST_MAIN()
