@@ -78,6 +78,24 @@ void matmul_reference(const float* A, int64_t M, int64_t lda, const float* W, in
 namespace {
 
 // An if-chain rather than a switch: ptxas for sm_90 spilled around the switch's jump table.
+// Four consecutive k of row gm of A (zeros past M or K): one 16-byte load when the
+// rows are aligned, else guarded scalar loads. The A-tile loader of both tiled GEMMs.
+__device__ __forceinline__ float4 load_a4(const float* A, int64_t lda, int64_t M, int64_t K, int64_t gm, int64_t gk,
+                                          bool vec_a) {
+  float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (gm >= M) return a;
+  const float* src = A + gm * lda + gk;
+  if (vec_a) {
+    if (gk < K) a = *reinterpret_cast<const float4*>(src);
+  } else {
+    a.x = gk < K ? src[0] : 0.f;
+    a.y = gk + 1 < K ? src[1] : 0.f;
+    a.z = gk + 2 < K ? src[2] : 0.f;
+    a.w = gk + 3 < K ? src[3] : 0.f;
+  }
+  return a;
+}
+
 __device__ __forceinline__ float activate(int32_t act, float x) {
   if (act == kActGeluNew) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
   if (act == kActGelu) return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
@@ -117,18 +135,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     for (int i = tid; i < BM * BK / 4; i += kThreads) {
       const int m = i / (BK / 4), kk = (i % (BK / 4)) * 4;
       const int64_t gm = m0 + m, gk = k0 + kk;
-      float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (gm < M) {
-        const float* src = A + gm * lda + gk;
-        if (vec_a) {
-          if (gk < K) a = *reinterpret_cast<const float4*>(src);
-        } else {
-          a.x = gk < K ? src[0] : 0.f;
-          a.y = gk + 1 < K ? src[1] : 0.f;
-          a.z = gk + 2 < K ? src[2] : 0.f;
-          a.w = gk + 3 < K ? src[3] : 0.f;
-        }
-      }
+      const float4 a = load_a4(A, lda, M, K, gm, gk, vec_a);
       As[kk][m] = a.x;
       As[kk + 1][m] = a.y;
       As[kk + 2][m] = a.z;
@@ -199,18 +206,7 @@ __global__ void __launch_bounds__(kWmmaThreads)
     for (int i = tid; i < kWmmaBM * kWmmaBK / 4; i += kWmmaThreads) {
       const int m = i / (kWmmaBK / 4), kk = (i % (kWmmaBK / 4)) * 4;
       const int64_t gm = m0 + m, gk = k0 + kk;
-      float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (gm < M) {
-        const float* src = A + gm * lda + gk;
-        if (vec_a) {
-          if (gk < K) a = *reinterpret_cast<const float4*>(src);
-        } else {
-          a.x = gk < K ? src[0] : 0.f;
-          a.y = gk + 1 < K ? src[1] : 0.f;
-          a.z = gk + 2 < K ? src[2] : 0.f;
-          a.w = gk + 3 < K ? src[3] : 0.f;
-        }
-      }
+      const float4 a = load_a4(A, lda, M, K, gm, gk, vec_a);
       T* dst = As + m * kAsLd + kk;
       round_from_float(a.x, dst[0]);
       round_from_float(a.y, dst[1]);

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Model } from '../lib/index.js';
 import { windowStarts } from '../lib/embed.js';
 import { cases, expectClose, golden, goldenFile, haveFixtures, manifest, modelDir, modelNames } from './helpers/fixtures.js';
+import { maxAbsDiff } from './helpers/arrays.js';
 
 /** Plain reference pooling over row-major [n, E] rows. */
 function pool(rows: Float32Array, E: number, pooling: 'mean' | 'first' | 'last'): Float32Array {
@@ -30,12 +31,6 @@ function layerNorm(rows: Float32Array, E: number, gamma: Float32Array, beta: Flo
   return out;
 }
 
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 function ids(n: number, salt: number): Uint32Array {
   return Uint32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % 50257);
@@ -96,7 +91,7 @@ describe.skipIf(!haveFixtures)('Model.embed: golden parity (transformers 4.41.2,
         if (pooling !== 'mean' && !fp16) {
           const [raw] = await m.embed([text], { pooling, finalNorm: false });
           const [normed] = await m.embed([text], { pooling });
-          expect(maxDiff(raw!, normed!)).toBeGreaterThan(1e-3);
+          expect(maxAbsDiff(raw!, normed!)).toBeGreaterThan(1e-3);
           expectClose(lnf(raw!), normed!, c.tolerance, `ln_f(raw last block) ${pooling}`);
         }
       }
@@ -116,7 +111,7 @@ describe('Model.embed on random gpt2-shaped weights', () => {
     const fwd = await m.forward(texts, { logits: 'none' });
     for (const pooling of ['mean', 'first', 'last'] as const) {
       const got = await m.embed(texts, { pooling });
-      got.forEach((v, i) => expect(maxDiff(v, pool(fwd.lastHiddenState[i]!, 64, pooling))).toBeLessThan(1e-5));
+      got.forEach((v, i) => expect(maxAbsDiff(v, pool(fwd.lastHiddenState[i]!, 64, pooling))).toBeLessThan(1e-5));
     }
   });
 
@@ -126,14 +121,14 @@ describe('Model.embed on random gpt2-shaped weights', () => {
     const others = Array.from({ length: 24 }, (_, i) => ids(1 + ((i * 13) % 90), i));
     // In one call among others, and as one of many concurrent calls.
     const mixed = await m.embed([...others.slice(0, 10), probe, ...others.slice(10)]);
-    expect(maxDiff(mixed[10]!, alone!)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(mixed[10]!, alone!)).toBeLessThan(1e-5);
     const concurrent = await Promise.all([...others.map((t) => m.embed([t])), m.embed([probe])]);
-    expect(maxDiff(concurrent[others.length]![0]!, alone!)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(concurrent[others.length]![0]!, alone!)).toBeLessThan(1e-5);
     // Results come back in input order: each equals that text alone.
     for (const i of [0, 5, 23]) {
       const [a] = await m.embed([others[i]!]);
-      expect(maxDiff(mixed[i < 10 ? i : i + 1]!, a!)).toBeLessThan(1e-5);
-      expect(maxDiff(concurrent[i]![0]!, a!)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(mixed[i < 10 ? i : i + 1]!, a!)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(concurrent[i]![0]!, a!)).toBeLessThan(1e-5);
     }
   });
 
@@ -153,8 +148,8 @@ describe('Model.embed on random gpt2-shaped weights', () => {
     const [start] = await m.embed([long], { truncate: 'start' });
     const [head] = await m.embed([long.subarray(0, 96)]);
     const [tail] = await m.embed([long.subarray(130 - 96)]);
-    expect(maxDiff(end!, head!)).toBeLessThan(1e-6);
-    expect(maxDiff(start!, tail!)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(end!, head!)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(start!, tail!)).toBeLessThan(1e-6);
     const err = await m.embed([ids(3, 1), long]).catch((e) => e);
     expect(err).toBeInstanceOf(RangeError);
     expect(err.code).toBe(ErrorCode.OutOfRange);
@@ -170,7 +165,7 @@ describe('Model.embed on random gpt2-shaped weights', () => {
     const parts = await m.embed(windowStarts(200, 64, 48).map((s) => long.subarray(s, s + 64)));
     const mean = new Float32Array(64);
     for (const p of parts) p.forEach((x, d) => { mean[d]! += x / parts.length; });
-    expect(maxDiff(v!, mean)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(v!, mean)).toBeLessThan(1e-6);
     const [unit] = await m.embed([long], { window: { size: 64, stride: 48 }, normalize: true });
     expect(Math.hypot(...unit!)).toBeCloseTo(1, 5);
   });

@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Model, Tokenizer } from '../lib/index.js';
 import { native } from '../lib/native.js';
+import { maxAbsDiff } from './helpers/arrays.js';
 
 const root = resolve(import.meta.dirname, '..');
 const tinyDir = resolve(root, '../shared/fixtures/models/tiny');
@@ -17,12 +18,6 @@ const haveFixtures = existsSync(tinyDir);
 const CODE = [4299, 12900, 7, 77, 2599, 198, 220, 220, 220, 1441, 299, 611, 299, 1279, 362, 2073, 12900, 7, 77, 532, 352, 8,
   1343, 12900, 7, 77, 532, 362, 8, 198];
 
-function maxDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 async function lastLogits(m: Model, ids: number[]): Promise<Float32Array> {
   return (await m.forward(new Uint32Array(ids))).logits![0]!;
@@ -48,10 +43,10 @@ describe.skipIf(!haveFixtures)('Model on the tiny fixture', () => {
     const batch = await m.forward(seqs.map((s) => new Uint32Array(s)), { logits: 'all', hiddenStates: true });
     for (let i = 0; i < seqs.length; i++) {
       const one = await m.forward(new Uint32Array(seqs[i]!), { logits: 'all', hiddenStates: true });
-      expect(maxDiff(batch.logits![i]!, one.logits![0]!)).toBeLessThanOrEqual(1e-5);
-      expect(maxDiff(batch.lastHiddenState[i]!, one.lastHiddenState[0]!)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(batch.logits![i]!, one.logits![0]!)).toBeLessThanOrEqual(1e-5);
+      expect(maxAbsDiff(batch.lastHiddenState[i]!, one.lastHiddenState[0]!)).toBeLessThanOrEqual(1e-5);
       expect(batch.hiddenStates![i]!.length).toBe(3);
-      for (let l = 0; l < 3; l++) expect(maxDiff(batch.hiddenStates![i]![l]!, one.hiddenStates![0]![l]!)).toBeLessThanOrEqual(1e-5);
+      for (let l = 0; l < 3; l++) expect(maxAbsDiff(batch.hiddenStates![i]![l]!, one.hiddenStates![0]![l]!)).toBeLessThanOrEqual(1e-5);
     }
   });
 
@@ -74,19 +69,19 @@ describe.skipIf(!haveFixtures)('Model on the tiny fixture', () => {
     const f = s.fork();
     expect(f.length).toBe(20);
     const [a, b] = await Promise.all([s.append([CODE[20]!, CODE[21]!]), f.append([7, 8, 9])]);
-    expect(maxDiff(a.logits!, await lastLogits(m, [...prefix, CODE[20]!, CODE[21]!]))).toBeLessThanOrEqual(1e-5);
-    expect(maxDiff(b.logits!, await lastLogits(m, [...prefix, 7, 8, 9]))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(a.logits!, await lastLogits(m, [...prefix, CODE[20]!, CODE[21]!]))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(b.logits!, await lastLogits(m, [...prefix, 7, 8, 9]))).toBeLessThanOrEqual(1e-5);
     // The parent is unaffected by the child's writes, and vice versa.
     const a2 = await s.append([CODE[22]!]);
-    expect(maxDiff(a2.logits!, await lastLogits(m, CODE.slice(0, 23)))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(a2.logits!, await lastLogits(m, CODE.slice(0, 23)))).toBeLessThanOrEqual(1e-5);
     s.truncate(5);
     expect(s.length).toBe(5);
     const t = await s.append([99, 100], { logits: 'all' });
     expect(t.logits!.length).toBe(2 * 50257);
-    expect(maxDiff(t.logits!.subarray(50257), await lastLogits(m, [...CODE.slice(0, 5), 99, 100]))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(t.logits!.subarray(50257), await lastLogits(m, [...CODE.slice(0, 5), 99, 100]))).toBeLessThanOrEqual(1e-5);
     // f still holds the original prefix (s truncated a block f shares).
     const b2 = await f.append([10]);
-    expect(maxDiff(b2.logits!, await lastLogits(m, [...prefix, 7, 8, 9, 10]))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(b2.logits!, await lastLogits(m, [...prefix, 7, 8, 9, 10]))).toBeLessThanOrEqual(1e-5);
     f.dispose();
     s.dispose();
   });
@@ -99,7 +94,7 @@ describe.skipIf(!haveFixtures)('Model on the tiny fixture', () => {
     await p1;
     const r = await p2;
     expect(s.length).toBe(11);
-    expect(maxDiff(r.logits!, await lastLogits(m, CODE.slice(0, 11)))).toBeLessThanOrEqual(1e-5);
+    expect(maxAbsDiff(r.logits!, await lastLogits(m, CODE.slice(0, 11)))).toBeLessThanOrEqual(1e-5);
     s.dispose();
   });
 
@@ -194,8 +189,8 @@ describe.skipIf(!haveFixtures)('Model lifetime', () => {
     expect(a.config.n_inner).toBe(128);
     const ids = new Uint32Array([1, 2, 3, 499]);
     const [ra, rb, rc] = await Promise.all([a.forward(ids), b.forward(ids), c.forward(ids)]);
-    expect(maxDiff(ra.logits![0]!, rb.logits![0]!)).toBe(0);
-    expect(maxDiff(ra.logits![0]!, rc.logits![0]!)).toBeGreaterThan(0);
+    expect(maxAbsDiff(ra.logits![0]!, rb.logits![0]!)).toBe(0);
+    expect(maxAbsDiff(ra.logits![0]!, rc.logits![0]!)).toBeGreaterThan(0);
     expect(() => a.tokenizer).toThrow(/no tokenizer/);
     await expect(Model.random({ n_embd: 30, n_head: 4 })).rejects.toThrow();
     await expect(Model.random({ n_embdd: 30 } as never)).rejects.toThrow(/n_embdd/);
@@ -209,7 +204,7 @@ describe.skipIf(!haveFixtures)('Model lifetime', () => {
     expect(bf16.dtype).toBe('bfloat16');
     const ids = new Uint32Array(CODE);
     const [a, b] = await Promise.all([f32.forward(ids), bf16.forward(ids)]);
-    const d = maxDiff(a.logits![0]!, b.logits![0]!);
+    const d = maxAbsDiff(a.logits![0]!, b.logits![0]!);
     expect(d).toBeGreaterThan(0);
     expect(d).toBeLessThan(1.0); // logits span about ±30 on this model
     f32.dispose();

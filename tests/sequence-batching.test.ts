@@ -5,15 +5,11 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, Model } from '../lib/index.js';
+import { maxAbsDiff } from './helpers/arrays.js';
 
 const tinyDir = resolve(import.meta.dirname, '../../shared/fixtures/models/tiny');
 const prompts = [[464, 2068, 7586], [15496, 995, 11, 616, 1438], [40], [4299, 12900, 7, 77, 2599, 198, 220]];
 
-function maxDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
 
 describe.skipIf(!existsSync(tinyDir))('batched Sequence.append', () => {
   it('concurrent appends on many sequences equal one-at-a-time appends, step after step', async () => {
@@ -35,7 +31,7 @@ describe.skipIf(!existsSync(tinyDir))('batched Sequence.append', () => {
       outs.forEach((o, i) => together[i]!.push(o.logits!));
     }
     for (let i = 0; i < prompts.length; i++)
-      for (let t = 0; t < 5; t++) expect(maxDiff(alone[i]![t]!, together[i]![t]!)).toBeLessThan(1e-5);
+      for (let t = 0; t < 5; t++) expect(maxAbsDiff(alone[i]![t]!, together[i]![t]!)).toBeLessThan(1e-5);
     expect(seqs.map((s) => s.length)).toEqual(prompts.map((p) => p.length + 4));
     m.dispose();
   });

@@ -6,21 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, Model } from '../../lib/index.js';
 import { runWithAddon } from '../helpers/addon-child.js';
 import { cases, fixtures, haveFixtures, manifest } from '../helpers/fixtures.js';
+import { maxAbsDiff, maxAbs } from '../helpers/arrays.js';
 
 const tinyDir = join(fixtures, 'models', 'tiny');
 const PROMPT = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 383, 1893, 318, 257, 1332, 13, 632, 373];
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const x of a) m = Math.max(m, Math.abs(x));
-  return m;
-}
 
 describe.skipIf(!haveFixtures)('CUDA backend under cusim', () => {
   let gpu: Model, cpu: Model;

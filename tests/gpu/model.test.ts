@@ -9,22 +9,13 @@ import { describe, expect, it } from 'vitest';
 import { info, Model } from '../../lib/index.js';
 import { root } from '../helpers/addon-child.js';
 import { goldenParity } from '../helpers/parity-suite.js';
+import { maxAbsDiff, maxAbs } from '../helpers/arrays.js';
 
 const cuda = info().cuda;
 const onGpu = cuda.available && !cuda.devices.some((d) => /cusim/.test(d.name));
 const reason = !cuda.available ? `CUDA not available: ${cuda.reason}` : onGpu ? '' : 'the loaded plugin is the cusim build';
 const title = (t: string) => `${t}${reason ? ` (skipped: ${reason})` : ''}`;
 
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const x of a) m = Math.max(m, Math.abs(x));
-  return m;
-}
 
 describe.skipIf(!onGpu)(title('CUDA kernels vs CPU references on the GPU'), () => {
   it('every check of cuda/tests/kernels_test.cu passes', () => {
