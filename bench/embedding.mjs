@@ -41,7 +41,7 @@ const machine = machineInfo(ROOT);
 console.error(`embedding bench: ${count} texts (${totalTokens} tokens), ${engines.length} engines, ${rounds} round(s), ${threads} threads`);
 const t0 = performance.now();
 const name = args.out ?? (quick ? 'embedding-cpu-quick' : 'embedding-cpu');
-const state = await runInterleaved(engines, workloads, { rounds, verbose: true, timeoutMs: 1_200_000 });
+const state = await runInterleaved(engines, workloads, { rounds, verbose: args.verbose, timeoutMs: 1_200_000 });
 const wallSeconds = (performance.now() - t0) / 1000;
 machine.loadAverageAfter = os.loadavg().map((x) => Number(x.toFixed(2)));
 
