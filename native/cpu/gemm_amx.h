@@ -5,8 +5,8 @@
 // Layout (panel NR = 32): the bf16 weight panel is [K/2][32][2] bf16, i.e. for each pair
 // of K rows a 128-byte row holding 32 column pairs. A B tile is 16 such pair rows (32 K
 // values) x 16 columns: rows of 64 bytes at stride 128 bytes; the second 16 columns start
-// 64 bytes further. A is rounded to bf16 into row-major [rows][K] (rows padded to 32 with
-// zeros), so an A tile is 16 rows x 32 K values at stride 2K bytes. Each step computes a
+// 64 bytes further. A is rounded to bf16 once per matmul into contiguous 1 KB A tiles
+// (amx_pack_a_group; rows padded to 32 with zeros). Each step computes a
 // 32 x 32 block of C in four 16 x 16 fp32 tiles:  C(i,j) += A(i) * B(j).
 #pragma once
 #include <cstdint>
@@ -17,6 +17,34 @@
 namespace gpt2::cpu::gemm {
 namespace {
 
+// A rounded to bf16 in AMX A-tile order, packed once per matmul: for each group of 16
+// rows and each K step of 32, one 16 x 32 bf16 tile (1 KB, rows of 64 bytes) after the
+// other, so rows r..r+15 (r a multiple of 16) at K step k start at a + r * K + k * 16.
+// Packs one group: `rows` (0..16) rows of A, the rest of the group zero.
+void amx_pack_a_group(const float* A, int64_t lda, int64_t rows, int64_t K, uint16_t* dst) {
+  using T = VecTypes<16>;
+  typedef uint16_t VH __attribute__((vector_size(32)));
+  for (int64_t k = 0; k < K; k += 32) {
+    uint16_t* tile = dst + k * 16;
+    for (int64_t r = 0; r < 16; r++) {
+      if (r >= rows) {
+        std::memset(tile + r * 32, 0, 64);
+        continue;
+      }
+      const float* s = A + r * lda + k;
+      for (int h = 0; h < 2; h++) {
+        T::VU u;
+        std::memcpy(&u, s + 16 * h, 64);
+        // bf16_bits, 16 lanes at a time: round to nearest even, NaN stays a quiet NaN.
+        const T::VU rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        const T::VU quiet = (u >> 16) | 0x40u;
+        const VH v = __builtin_convertvector((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded, VH);
+        std::memcpy(tile + r * 32 + 16 * h, &v, 32);
+      }
+    }
+  }
+}
+
 // Tile numbers: C00 C01 C10 C11 = 0..3, A0 A1 = 4, 5, B0 B1 = 6, 7. All tiles are
 // configured 16 rows x 64 bytes.
 template <class Tiles, class EpilogueGemm>
@@ -25,20 +53,9 @@ void amx_block(const BlockArgs& g) {
   static_assert(EpilogueGemm::NR == NR, "AMX path needs 32-column panels");
   const int64_t K = g.K;  // multiple of 32 (checked by the dispatcher)
   const int64_t rows = g.m1 - g.m0;
-  const int64_t rows_pad = (rows + 31) / 32 * 32;
-  // A block -> bf16 [rows_pad][K].
-  uint16_t* a = static_cast<uint16_t*>(g.scratch_a);
-  for (int64_t i = 0; i < rows_pad; i++) {
-    uint16_t* d = a + i * K;
-    if (i < rows) {
-      const float* s = g.A + (g.m0 + i) * g.lda;
-      for (int64_t k = 0; k < K; k++) d[k] = bf16_bits(s[k]);
-    } else {
-      std::memset(d, 0, size_t(K) * 2);
-    }
-  }
+  const uint16_t* a = g.a_bf16 + g.m0 * K;  // m0 is a multiple of 32
   float* c_tile = g.scratch_c;  // [32][32] fp32
-  const int64_t a_stride = K * 2, b_stride = NR * 4, c_stride = NR * 4;  // bytes
+  const int64_t b_stride = NR * 4, c_stride = NR * 4;  // bytes
   Tiles::configure();
   for (int64_t p = g.p0; p < g.p1; p++) {
     const uint16_t* panel = static_cast<const uint16_t*>(g.B) + p * g.panel_stride;
@@ -49,11 +66,12 @@ void amx_block(const BlockArgs& g) {
       Tiles::template zero<1>();
       Tiles::template zero<2>();
       Tiles::template zero<3>();
+      const uint16_t* a0 = a + m * K;
+      const uint16_t* a1 = a0 + 16 * K;
       for (int64_t k = 0; k < K; k += 32) {
-        const uint16_t* a0 = a + m * K + k;
         const uint16_t* b0 = panel + (k / 2) * NR * 2;
-        Tiles::template load<4>(a0, a_stride);
-        Tiles::template load<5>(a0 + 16 * K, a_stride);
+        Tiles::template load<4>(a0 + k * 16, 64);
+        Tiles::template load<5>(a1 + k * 16, 64);
         Tiles::template load<6>(b0, b_stride);
         Tiles::template load<7>(b0 + 32, b_stride);  // columns 16..31: 64 bytes on
         Tiles::template dp<0, 4, 6>();

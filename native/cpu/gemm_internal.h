@@ -41,6 +41,8 @@ struct BlockArgs {
   // (a_packed_rows = the row block rounded up to MR). nullptr: pack per task if pack_a.
   const float* a_packed;
   int64_t a_packed_rows;
+  // AMX: all of A as amx_pack_a_group writes it (rows padded to 32), for every task.
+  const uint16_t* a_bf16;
   void* scratch_a;        // >= (m1-m0 rounded up to MR) * kc floats, 64-byte aligned
   float* scratch_c;       // >= (m1-m0 rounded up to MR) * NR floats: the last (partial) panel
   float* scratch_b;       // >= kc * NR floats (bf16 panel block expanded to fp32), or nullptr
@@ -66,6 +68,8 @@ struct KernelSet {
   // vectorised activations): C[r, n] = act(C[r,n] + bias[n]) + residual[r, n].
   void (*epilogue_rows)(float* C, int64_t ldc, int64_t rows, int64_t cols, const float* bias, Activation act,
                         const float* residual, int64_t ldr);
+  // With block_amx: rounds 16 rows of A (`rows` <= 16 real, the rest zero) to bf16 A tiles.
+  void (*pack_a_amx)(const float* A, int64_t lda, int64_t rows, int64_t K, uint16_t* dst);
 };
 
 // Kernel sets by file. Each returns nullptr when the file's ISA flags were not compiled in.

@@ -2,7 +2,7 @@
 //   node scripts/native-test.mjs native/tests/gemm_bench.cc [-- E [M,M,...] [threads] [kernels] [f32]]
 // kernels: auto (default) or avx2 (force the AVX2 kernels on an AVX-512 machine); "f32" as
 // the fifth argument skips the bf16 and naive columns and lm_head (quick A/B runs of the
-// per-layer fp32 matmuls).
+// per-layer fp32 matmuls), "bf16" likewise skips the fp32 and naive columns and lm_head.
 // For GPT-2's matmuls (c_attn [E,3E], attn c_proj [E,E], c_fc [E,4E], mlp c_proj [4E,E],
 // lm_head = wte [V,E] transposed) at M = 1, 8, 32, 128, 1024: GFLOP/s and weight GB/s of
 // matmul() (fp32 and bf16 weights) next to a naive single-thread loop, plus the machine's
@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
   const bool avx2 = cpu_features().has_avx2();
   const std::string kernels = argc > 4 ? argv[4] : "auto";
   const bool f32_only = argc > 5 && std::string(argv[5]) == "f32";
+  const bool bf16_only = argc > 5 && std::string(argv[5]) == "bf16";
   if (kernels == "avx2" && avx2) gemm::set_isa_for_testing(gemm::Isa::Avx2);
   const char* kernel_name = kernels == "avx2" && avx2 ? "avx2" : cpu_isa_name();
 
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> dist(-0.1f, 0.1f);
   for (const Shape& s : shapes) {
-    if (f32_only && s.transposed) continue;  // quick runs: the prefill (per-layer) matmuls only
+    if ((f32_only || bf16_only) && s.transposed) continue;  // quick runs: the prefill (per-layer) matmuls only
     std::vector<float> w(size_t(s.K * s.N));
     for (auto& x : w) x = dist(rng);
     // Copies of the packed weight totalling > 96 MB, used round-robin: no copy is still in
@@ -177,7 +178,7 @@ int main(int argc, char** argv) {
     const size_t wbytes = size_t(s.K * s.N) * 4;
     const int copies = int(std::max<size_t>(1, (size_t(96) << 20) / wbytes + 1));
     std::vector<PackedWeight> f32, bf16;
-    for (int c = 0; c < copies; c++) f32.push_back(PackedWeight::pack(w.data(), s.K, s.N, s.transposed, WeightType::F32));
+    for (int c = 0; c < (bf16_only ? 0 : copies); c++) f32.push_back(PackedWeight::pack(w.data(), s.K, s.N, s.transposed, WeightType::F32));
     for (int c = 0; c < (f32_only ? 0 : 2 * copies); c++)
       bf16.push_back(PackedWeight::pack(w.data(), s.K, s.N, s.transposed, WeightType::BF16));
     std::vector<float> wsrc;
@@ -207,12 +208,14 @@ int main(int argc, char** argv) {
         std::sort(c.begin(), c.end());
         return std::pair<double, double>(t[t.size() / 2], c[c.size() / 2]);
       };
-      const auto [t32, c32] = time_it([&](int r) { matmul(pool, A.data(), M, s.K, f32[r % copies], C.data(), s.N, ep); });
+      const auto [t32, c32] = bf16_only ? std::pair<double, double>(0.0, 0.0) : time_it([&](int r) {
+        matmul(pool, A.data(), M, s.K, f32[r % copies], C.data(), s.N, ep);
+      });
       const auto [t16, c16] = f32_only ? std::pair<double, double>(0.0, 0.0) : time_it([&](int r) {
         matmul(pool, A.data(), M, s.K, bf16[r % (2 * copies)], C.data(), s.N, ep);
       });
       double tn = 0;
-      const bool run_naive = flops <= 2.5e9 && !f32_only;  // the naive loop is too slow beyond that
+      const bool run_naive = flops <= 2.5e9 && !f32_only && !bf16_only;  // the naive loop is too slow beyond that
       if (run_naive) {
         const auto t0 = Clock::now();
         naive_matmul(A.data(), M, s.transposed ? wsrc.data() : w.data(), s.K, s.N, s.transposed, C.data());
@@ -227,9 +230,12 @@ int main(int argc, char** argv) {
       if (!f32_only)
         std::snprintf(bf16_cols, sizeof bf16_cols, "%.1f | %.1f | %.1f", flops / t16 / 1e9,
                       double(wbytes / 2) / t16 / 1e9, flops / c16 / 1e9);
-      std::printf("| %s [%lld,%lld] | %lld | %.1f | %.1f | %.1f | %s | %s | %s |\n", s.name, (long long)s.K,
-                  (long long)s.N, (long long)M, flops / t32 / 1e9, double(wbytes) / t32 / 1e9, flops / c32 / 1e9,
-                  bf16_cols, naive_gf, ratio);
+      char f32_cols[96] = "- | - | -";
+      if (!bf16_only)
+        std::snprintf(f32_cols, sizeof f32_cols, "%.1f | %.1f | %.1f", flops / t32 / 1e9, double(wbytes) / t32 / 1e9,
+                      flops / c32 / 1e9);
+      std::printf("| %s [%lld,%lld] | %lld | %s | %s | %s | %s |\n", s.name, (long long)s.K, (long long)s.N,
+                  (long long)M, f32_cols, bf16_cols, naive_gf, ratio);
       std::fflush(stdout);
     }
   }

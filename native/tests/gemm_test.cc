@@ -211,21 +211,27 @@ TEST(bf16_all_paths) {
 }
 
 TEST(bf16_amx_tiles_emulated) {
-  // The AMX block (M >= 32, K % 32 == 0) with emulated tile instructions, and the same
-  // shapes through the vdpbf16ps path (AMX off): both round A to bf16.
-  const Shape shapes[] = {{32, 32, 32}, {40, 64, 70}, {100, 96, 33}, {64, 768, 64}, {33, 160, 1}};
-  gemm::set_isa_for_testing(Isa::AmxEmulated);
-  CHECK(gemm::select_kernels()->block_amx != nullptr);
-  uint32_t seed = 500;
-  for (gemm::Bf16Path path : {gemm::Bf16Path::Auto, gemm::Bf16Path::NoAmx}) {
-    gemm::set_bf16_path_for_testing(path);
-    for (const Shape& s : shapes)
-      for (bool tr : {false, true}) {
-        const ResidualMode r = seed % 3 == 0 ? ResidualMode::AliasC : (seed % 3 == 1 ? ResidualMode::Separate : ResidualMode::None);
-        check_case("amx-emulated", s, tr, WeightType::BF16, true, seed % 2 == 0, seed % 4 == 0 ? Activation::GeluNew : Activation::None, r,
-                   seed % 5 == 0 ? 3 : 0, seed % 7 == 0 ? 2 : 0, seed);
-        seed++;
-      }
+  // The AMX block (M >= 32, K % 32 == 0) with emulated tile instructions (and with the
+  // real ones where the CPU has AMX), and the same shapes through the vdpbf16ps path
+  // (AMX off): all round A to bf16.
+  const Shape shapes[] = {{32, 32, 32}, {40, 64, 70}, {100, 96, 33}, {64, 768, 64}, {33, 160, 1}, {300, 64, 100}};
+  std::vector<IsaCase> isas = {{Isa::AmxEmulated, "amx-emulated"}};
+  const CpuFeatures& f = cpu_features();
+  if (f.has_avx512() && f.has_avx512_bf16() && f.has_amx_bf16()) isas.push_back({Isa::Auto, "avx512bf16-amx"});
+  for (const IsaCase& isa : isas) {
+    gemm::set_isa_for_testing(isa.isa);
+    CHECK(gemm::select_kernels()->block_amx != nullptr);
+    uint32_t seed = 500;
+    for (gemm::Bf16Path path : {gemm::Bf16Path::Auto, gemm::Bf16Path::NoAmx}) {
+      gemm::set_bf16_path_for_testing(path);
+      for (const Shape& s : shapes)
+        for (bool tr : {false, true}) {
+          const ResidualMode r = seed % 3 == 0 ? ResidualMode::AliasC : (seed % 3 == 1 ? ResidualMode::Separate : ResidualMode::None);
+          check_case(isa.name, s, tr, WeightType::BF16, true, seed % 2 == 0, seed % 4 == 0 ? Activation::GeluNew : Activation::None, r,
+                     seed % 5 == 0 ? 3 : 0, seed % 7 == 0 ? 2 : 0, seed);
+          seed++;
+        }
+    }
   }
   gemm::set_bf16_path_for_testing(gemm::Bf16Path::Auto);
   gemm::set_isa_for_testing(Isa::Auto);
