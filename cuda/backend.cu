@@ -85,6 +85,15 @@ struct gpt2_cuda_backend {
   gpt2_cuda::CachingAllocator allocator;
   void* workspace = nullptr;  // split-KV attention partials, grown on demand
   size_t workspace_bytes = 0;
+  // Instantiated graphs by (owner, key); `capturing` while one is being recorded.
+  std::map<std::pair<uint64_t, int64_t>, cudaGraphExec_t> graphs;
+  bool capturing = false;
+
+  ~gpt2_cuda_backend() { drop_graphs(); }
+  void drop_graphs() {
+    for (auto& [k, exec] : graphs) cudaGraphExecDestroy(exec);
+    graphs.clear();
+  }
 };
 
 struct gpt2_cuda_weight {
@@ -306,7 +315,9 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_attention(gpt2_cuda_backend* b, const f
     if (!batch || !shape) return fail(GPT2_CUDA_ERROR_INVALID_ARGUMENT, "gpt2_cuda_attention: null batch or shape");
     const size_t need = attention_workspace_bytes(*batch, *shape, kDefaultSplitKeys);
     if (need > b->workspace_bytes) {
-      // Ops run in stream order, so the old workspace may be recycled at once.
+      // Ops run in stream order, so the old workspace may be recycled at once; graphs
+      // recorded with it would then write to freed memory, so they go too.
+      b->drop_graphs();
       if (b->workspace) b->allocator.release(b->workspace);
       b->workspace = nullptr;
       b->workspace_bytes = 0;
@@ -350,6 +361,69 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_sample(gpt2_cuda_backend* b, const floa
     if (e != cudaSuccess) {
       cudaGetLastError();
       return fail_cuda("gpt2_cuda_sample", e);
+    }
+    return GPT2_CUDA_OK;
+  });
+}
+
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_begin(gpt2_cuda_backend* b, uint64_t owner, int64_t key) {
+  return on_backend("gpt2_cuda_graph_begin", b, [&]() -> gpt2_cuda_status {
+    if (b->capturing) return fail(GPT2_CUDA_ERROR_INVALID_ARGUMENT, "gpt2_cuda_graph_begin: already recording");
+    // Relaxed: the attention workspace may be allocated (cudaMalloc) while recording.
+    GPT2_CUDA_CHECK(cudaStreamBeginCapture(b->stream, cudaStreamCaptureModeRelaxed));
+    b->capturing = true;
+    (void)owner, (void)key;
+    return GPT2_CUDA_OK;
+  });
+}
+
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_end(gpt2_cuda_backend* b, uint64_t owner, int64_t key, int32_t keep) {
+  return on_backend("gpt2_cuda_graph_end", b, [&]() -> gpt2_cuda_status {
+    if (!b->capturing) return fail(GPT2_CUDA_ERROR_INVALID_ARGUMENT, "gpt2_cuda_graph_end: not recording");
+    b->capturing = false;
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(b->stream, &graph);
+    if (ended != cudaSuccess || !keep) {
+      if (graph) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      if (!keep) return GPT2_CUDA_OK;
+      return fail_cuda("cudaStreamEndCapture", ended);
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    GPT2_CUDA_CHECK(made);
+    auto& slot = b->graphs[{owner, key}];
+    if (slot) cudaGraphExecDestroy(slot);
+    slot = exec;
+    // Recording ran nothing: this step's ops run now.
+    GPT2_CUDA_CHECK(cudaGraphLaunch(exec, b->stream));
+    return GPT2_CUDA_OK;
+  });
+}
+
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_launch(gpt2_cuda_backend* b, uint64_t owner, int64_t key,
+                                                      int32_t* launched) {
+  return on_backend("gpt2_cuda_graph_launch", b, [&]() -> gpt2_cuda_status {
+    if (!launched) return fail(GPT2_CUDA_ERROR_INVALID_ARGUMENT, "gpt2_cuda_graph_launch: null pointer");
+    *launched = 0;
+    auto it = b->graphs.find({owner, key});
+    if (it == b->graphs.end()) return GPT2_CUDA_OK;
+    GPT2_CUDA_CHECK(cudaGraphLaunch(it->second, b->stream));
+    *launched = 1;
+    return GPT2_CUDA_OK;
+  });
+}
+
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_forget(gpt2_cuda_backend* b, uint64_t owner) {
+  return on_backend("gpt2_cuda_graph_forget", b, [&]() -> gpt2_cuda_status {
+    for (auto it = b->graphs.begin(); it != b->graphs.end();) {
+      if (it->first.first == owner) {
+        cudaGraphExecDestroy(it->second);
+        it = b->graphs.erase(it);
+      } else {
+        ++it;
+      }
     }
     return GPT2_CUDA_OK;
   });

@@ -115,6 +115,22 @@ class Backend {
   // out[i, :] = x[rows[i], :] (row width dim, strides ldx / dim): picks the rows whose
   // logits are asked before the lm_head GEMM.
   virtual void gather_rows(const float* x, int64_t ldx, const int32_t* rows, int64_t n, int64_t dim, float* out) = 0;
+
+  // ---- graphs (optional: CUDA graphs for decode steps) ----
+  // A graph is the sequence of ops between graph_begin and graph_end, recorded once and
+  // replayed by graph_launch with the same pointers and sizes; only the contents of the
+  // buffers change between replays (the caller uploads them before the launch). Graphs
+  // are keyed by (owner, key) and dropped by graph_forget(owner). A backend without graphs
+  // returns false from graphs_enabled and the caller never uses the others.
+  virtual bool graphs_enabled() const { return false; }
+  // Replays the graph (owner, key) and returns true, or returns false when there is none.
+  virtual bool graph_launch(const void* /*owner*/, int64_t /*key*/) { return false; }
+  // Ops from here to graph_end are recorded, not run.
+  virtual void graph_begin(const void* /*owner*/, int64_t /*key*/) {}
+  // Stops recording; with keep, stores the graph and runs it once (the recorded ops had not
+  // run yet), otherwise discards it (an op failed while recording).
+  virtual void graph_end(const void* /*owner*/, int64_t /*key*/, bool /*keep*/) {}
+  virtual void graph_forget(const void* /*owner*/) {}
 };
 
 }  // namespace gpt2

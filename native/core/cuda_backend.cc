@@ -1,5 +1,9 @@
 #include "core/cuda_backend.h"
 
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
 #include "core/error.h"
 
 namespace gpt2 {
@@ -114,6 +118,42 @@ void CudaBackend::attention(const float* q, int64_t ldq, const AttentionBatch& b
 
 void CudaBackend::gather_rows(const float* x, int64_t ldx, const int32_t* rows, int64_t n, int64_t dim, float* out) {
   check(api_.gather_rows(handle_, x, ldx, rows, n, dim, out), "gather_rows");
+}
+
+namespace {
+
+// GPT2_CUDA_GRAPHS: "0" turns graphs off, "trace" also logs each recording and replay to
+// stderr (for tests). Read on every step, so a test can compare both paths in one process.
+const char* graphs_env() {
+  const char* env = std::getenv("GPT2_CUDA_GRAPHS");
+  return env ? env : "";
+}
+
+}  // namespace
+
+bool CudaBackend::graphs_enabled() const {
+  if (!api_.graph_begin || !api_.graph_end || !api_.graph_launch || !api_.graph_forget) return false;
+  return std::strcmp(graphs_env(), "0") != 0;
+}
+
+bool CudaBackend::graph_launch(const void* owner, int64_t key) {
+  int32_t launched = 0;
+  check(api_.graph_launch(handle_, reinterpret_cast<uintptr_t>(owner), key, &launched), "graph_launch");
+  if (launched && std::strcmp(graphs_env(), "trace") == 0) std::fprintf(stderr, "gpt2 cuda graph replay %lld\n", (long long)key);
+  return launched != 0;
+}
+
+void CudaBackend::graph_begin(const void* owner, int64_t key) {
+  check(api_.graph_begin(handle_, reinterpret_cast<uintptr_t>(owner), key), "graph_begin");
+  if (std::strcmp(graphs_env(), "trace") == 0) std::fprintf(stderr, "gpt2 cuda graph record %lld\n", (long long)key);
+}
+
+void CudaBackend::graph_end(const void* owner, int64_t key, bool keep) {
+  check(api_.graph_end(handle_, reinterpret_cast<uintptr_t>(owner), key, keep ? 1 : 0), "graph_end");
+}
+
+void CudaBackend::graph_forget(const void* owner) {
+  if (api_.graph_forget) api_.graph_forget(handle_, reinterpret_cast<uintptr_t>(owner));  // from destructors
 }
 
 }  // namespace gpt2

@@ -42,6 +42,12 @@ class CudaBackend final : public Backend {
                  const float* k_pool, const float* v_pool, float* out, int64_t ldo) override;
   void gather_rows(const float* x, int64_t ldx, const int32_t* rows, int64_t n, int64_t dim, float* out) override;
 
+  bool graphs_enabled() const override;
+  bool graph_launch(const void* owner, int64_t key) override;
+  void graph_begin(const void* owner, int64_t key) override;
+  void graph_end(const void* owner, int64_t key, bool keep) override;
+  void graph_forget(const void* owner) override;
+
  private:
   CudaBackend(const CudaPluginApi& api, gpt2_cuda_backend* handle, int device);
   // Throws the plugin's last error unless status is GPT2_CUDA_OK.

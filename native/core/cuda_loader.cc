@@ -118,6 +118,9 @@ bool load_plugin(const std::string& path, const std::string& label, Loaded& out)
     st.reason = "CUDA plugin " + label + " lacks " + missing;
     return false;
   }
+#define GPT2_CUDA_RESOLVE_OPTIONAL(name) resolve(handle, "gpt2_cuda_" #name, api.name);
+  GPT2_CUDA_GRAPH_ENTRIES(GPT2_CUDA_RESOLVE_OPTIONAL)
+#undef GPT2_CUDA_RESOLVE_OPTIONAL
 
   int32_t v = 0;
   if (api.runtime_version(&v) == GPT2_CUDA_OK) st.runtime_version = v;

@@ -43,6 +43,9 @@ inline constexpr int kCudaMinComputeMajor = 8;
   X(pack_weight) X(free_weight) X(weight_bytes) X(matmul) X(layernorm) X(embed) X(kv_append)        \
   X(attention) X(gather_rows) X(sample)
 
+// Optional entry points: null when the plugin lacks them (then the backend has no graphs).
+#define GPT2_CUDA_GRAPH_ENTRIES(X) X(graph_begin) X(graph_end) X(graph_launch) X(graph_forget)
+
 // The entry points of a loaded plugin (cuda_plugin_abi.h). Grows with the ABI's minor
 // version: entries added later may be null when the plugin predates them.
 struct CudaPluginApi {
@@ -57,6 +60,7 @@ struct CudaPluginApi {
   gpt2_cuda_status (*self_test)(int32_t) = nullptr;
 #define GPT2_CUDA_API_FIELD(name) decltype(&gpt2_cuda_##name) name = nullptr;
   GPT2_CUDA_BACKEND_ENTRIES(GPT2_CUDA_API_FIELD)
+  GPT2_CUDA_GRAPH_ENTRIES(GPT2_CUDA_API_FIELD)
 #undef GPT2_CUDA_API_FIELD
 };
 

@@ -166,6 +166,18 @@ GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_sample(gpt2_cuda_backend* b, const floa
                                                 int64_t ld, const gpt2_cuda_sampling_params* params,
                                                 int32_t* out_ids);
 
+/* ---- Graphs (optional: resolved when present, so the minor stays 1; without them no graphs) ----
+ * gpt2::Backend's graph_* calls. A graph is recorded by stream capture (relaxed mode) of the
+ * backend's stream between graph_begin and graph_end, keyed by (owner, key). graph_end with
+ * keep != 0 instantiates it and launches it once; with keep == 0 discards it. graph_launch
+ * sets *launched to 1 after replaying the graph, 0 when there is none. graph_forget drops
+ * every graph of owner. Growing the attention workspace drops all graphs (they point at it). */
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_begin(gpt2_cuda_backend* b, uint64_t owner, int64_t key);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_end(gpt2_cuda_backend* b, uint64_t owner, int64_t key, int32_t keep);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_launch(gpt2_cuda_backend* b, uint64_t owner, int64_t key,
+                                                      int32_t* launched);
+GPT2_CUDA_API gpt2_cuda_status gpt2_cuda_graph_forget(gpt2_cuda_backend* b, uint64_t owner);
+
 #ifdef __cplusplus
 }
 #endif

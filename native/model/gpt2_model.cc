@@ -193,6 +193,7 @@ GPT2Model::GPT2Model(const GPT2Config& config, std::unique_ptr<Backend> backend,
 }
 
 void GPT2Model::free_all() {
+  if (backend_) backend_->graph_forget(this);
   kv_.reset();
   for (Layer& L : layers_)
     for (BackendWeight* w : {L.c_attn, L.attn_proj, L.c_fc, L.mlp_proj})
@@ -223,6 +224,32 @@ float* GPT2Model::scratch(size_t slot, size_t floats) {
     s.second = floats;
   }
   return s.first;
+}
+
+int32_t GPT2Model::graph_table_width() const {
+  const int64_t bs = kv_->shape().block_size;
+  return static_cast<int32_t>((config_.n_positions + bs - 1) / bs);
+}
+
+const GPT2Model::GraphBuffers& GPT2Model::graph_buffers() {
+  if (graph_buffers_.meta) return graph_buffers_;
+  const size_t B = kGraphMaxSeqs, E = config_.n_embd, I = config_.n_inner, V = config_.vocab_size;
+  auto floats = [&](size_t n) {
+    buffers_.push_back(backend_->alloc(n * sizeof(float)));
+    return static_cast<float*>(buffers_.back());
+  };
+  GraphBuffers g;
+  // ids, positions, slots, q_start, q_len, kv_len, block_table_start, logit rows + block tables
+  g.meta = reinterpret_cast<int32_t*>(floats(B * (8 + size_t(graph_table_width()))));
+  g.x = floats(B * E);
+  g.a = floats(B * E);
+  g.qkv = floats(B * 3 * E);
+  g.ctx = floats(B * E);
+  g.h = floats(B * I);
+  g.picked = floats(B * E);
+  g.logits = floats(B * V);
+  graph_buffers_ = g;
+  return graph_buffers_;
 }
 
 void GPT2Model::capture_hidden(std::span<const SequenceInput> inputs, const std::vector<int32_t>& q_start,
@@ -283,6 +310,15 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   std::lock_guard<std::mutex> lock(forward_mutex_);
   const KvCacheShape& kvs = kv_->shape();
 
+  // A decode step (one new token per sequence, only the last logits asked) replays a graph
+  // recorded for this n_seqs: same buffers, block tables padded to a fixed width, and
+  // max_kv_len fixed at n_positions (the attention kernel's grid depends on it).
+  bool graph_step = n_seqs <= kGraphMaxSeqs && !options.hidden_states && !options.last_hidden_state &&
+                    backend_->graphs_enabled();
+  for (int32_t s = 0; s < n_seqs && graph_step; s++)
+    graph_step = inputs[s].n == 1 && inputs[s].logits == LogitsMode::Last && inputs[s].hidden.layer == -1;
+  const int32_t table_width = graph_step ? graph_table_width() : 0;
+
   // ---- host-side batch layout: ids, positions, slots, block tables ----
   std::vector<int32_t> ids(T), positions(T), slots(T);
   std::vector<int32_t> q_start(n_seqs), q_len(n_seqs), kv_len(n_seqs), bt_start(n_seqs), block_tables;
@@ -302,6 +338,7 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
       kv_len[s] = in.kv->length + in.n;
       bt_start[s] = static_cast<int32_t>(block_tables.size());
       block_tables.insert(block_tables.end(), in.kv->blocks.begin(), in.kv->blocks.end());
+      if (graph_step) block_tables.resize(size_t(s + 1) * table_width, 0);  // past kv_len: never read
       if (in.logits == LogitsMode::Last) logit_rows.push_back(static_cast<int32_t>(row + in.n - 1));
       if (in.logits == LogitsMode::All)
         for (int32_t i = 0; i < in.n; i++) logit_rows.push_back(static_cast<int32_t>(row + i));
@@ -319,13 +356,13 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   };
   const size_t o_ids = put(ids), o_pos = put(positions), o_slots = put(slots), o_qs = put(q_start), o_ql = put(q_len),
                o_kl = put(kv_len), o_bs = put(bt_start), o_bt = put(block_tables), o_lr = put(logit_rows);
-  int32_t* dmeta = reinterpret_cast<int32_t*>(scratch(0, meta.size()));
+  int32_t* dmeta = graph_step ? graph_buffers().meta : reinterpret_cast<int32_t*>(scratch(0, meta.size()));
   backend_->upload(dmeta, meta.data(), meta.size() * sizeof(int32_t));
 
   AttentionBatch batch;
   batch.n_seqs = n_seqs;
   batch.max_q_len = max_q;
-  batch.max_kv_len = max_kv;
+  batch.max_kv_len = graph_step ? static_cast<int32_t>(config_.n_positions) : max_kv;
   batch.q_start = dmeta + o_qs;
   batch.q_len = dmeta + o_ql;
   batch.kv_len = dmeta + o_kl;
@@ -336,11 +373,18 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   shape.head_dim = kvs.head_dim;
   shape.block_size = kvs.block_size;
 
-  float* x = scratch(1, size_t(T) * E);        // residual stream
-  float* a = scratch(2, size_t(T) * E);        // LayerNorm output
-  float* qkv = scratch(3, size_t(T) * 3 * E);  // c_attn output
-  float* ctx = scratch(4, size_t(T) * E);      // attention output (heads merged)
-  float* h = scratch(5, size_t(T) * I);        // MLP hidden
+  const GraphBuffers g = graph_step ? graph_buffers() : GraphBuffers{};
+  float* x = graph_step ? g.x : scratch(1, size_t(T) * E);          // residual stream
+  float* a = graph_step ? g.a : scratch(2, size_t(T) * E);          // LayerNorm output
+  float* qkv = graph_step ? g.qkv : scratch(3, size_t(T) * 3 * E);  // c_attn output
+  float* ctx = graph_step ? g.ctx : scratch(4, size_t(T) * E);      // attention output (heads merged)
+  float* h = graph_step ? g.h : scratch(5, size_t(T) * I);          // MLP hidden
+  const int64_t R = static_cast<int64_t>(logit_rows.size());
+  float* picked = R == 0 ? nullptr : graph_step ? g.picked : scratch(6, size_t(R) * E);
+  float* logits = R == 0 ? nullptr : graph_step ? g.logits : scratch(7, size_t(R) * V);
+  // Replayed: every op below up to the logits download is already enqueued.
+  const bool replayed = graph_step && backend_->graph_launch(this, n_seqs);
+  const bool recording = graph_step && !replayed;
 
   std::vector<SequenceOutput> outputs(n_seqs);
   auto capture = [&](const float* src) {  // one hidden_states entry, split per sequence
@@ -351,48 +395,62 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
     }
   };
 
-  backend_->embed(dmeta + o_ids, dmeta + o_pos, T, wte_, wpe_, E, x);
-  if (options.hidden_states) capture(x);
-  capture_hidden(inputs, q_start, 0, x, false, outputs);
+  if (recording) backend_->graph_begin(this, n_seqs);
+  try {
+    if (!replayed) {
+      backend_->embed(dmeta + o_ids, dmeta + o_pos, T, wte_, wpe_, E, x);
+      if (options.hidden_states) capture(x);
+      capture_hidden(inputs, q_start, 0, x, false, outputs);
 
-  const float eps = static_cast<float>(config_.layer_norm_epsilon);
-  for (int32_t l = 0; l < static_cast<int32_t>(layers_.size()); l++) {
-    const Layer& L = layers_[l];
-    float scale = config_.scale_attn_weights ? 1.0f / std::sqrt(float(kvs.head_dim)) : 1.0f;
-    if (config_.scale_attn_by_inverse_layer_idx) scale /= float(l + 1);
-    shape.scale = scale;
+      const float eps = static_cast<float>(config_.layer_norm_epsilon);
+      for (int32_t l = 0; l < static_cast<int32_t>(layers_.size()); l++) {
+        const Layer& L = layers_[l];
+        float scale = config_.scale_attn_weights ? 1.0f / std::sqrt(float(kvs.head_dim)) : 1.0f;
+        if (config_.scale_attn_by_inverse_layer_idx) scale /= float(l + 1);
+        shape.scale = scale;
 
-    backend_->layernorm(x, E, nullptr, nullptr, T, E, L.ln1_gamma, L.ln1_beta, eps, a, E);
-    backend_->matmul(a, T, E, L.c_attn, qkv, 3 * E, L.c_attn_bias, ActivationKind::None, nullptr, 0);
-    backend_->kv_append(qkv + E, 3 * E, qkv + 2 * E, 3 * E, dmeta + o_slots, T, shape, kv_->k_pool(l), kv_->v_pool(l));
-    backend_->attention(qkv, 3 * E, batch, shape, kv_->k_pool(l), kv_->v_pool(l), ctx, E);
-    backend_->matmul(ctx, T, E, L.attn_proj, x, E, L.attn_proj_bias, ActivationKind::None, x, E);
-    backend_->layernorm(x, E, nullptr, nullptr, T, E, L.ln2_gamma, L.ln2_beta, eps, a, E);
-    backend_->matmul(a, T, E, L.c_fc, h, I, L.c_fc_bias, static_cast<ActivationKind>(config_.activation), nullptr, 0);
-    backend_->matmul(h, T, I, L.mlp_proj, x, E, L.mlp_proj_bias, ActivationKind::None, x, E);
-    // transformers' hidden_states[l + 1] is this block's output, except the last one,
-    // which it replaces with ln_f's output (captured below).
-    if (options.hidden_states && l + 1 < static_cast<int32_t>(layers_.size())) capture(x);
-    capture_hidden(inputs, q_start, l + 1, x, false, outputs);
-  }
+        backend_->layernorm(x, E, nullptr, nullptr, T, E, L.ln1_gamma, L.ln1_beta, eps, a, E);
+        backend_->matmul(a, T, E, L.c_attn, qkv, 3 * E, L.c_attn_bias, ActivationKind::None, nullptr, 0);
+        backend_->kv_append(qkv + E, 3 * E, qkv + 2 * E, 3 * E, dmeta + o_slots, T, shape, kv_->k_pool(l), kv_->v_pool(l));
+        backend_->attention(qkv, 3 * E, batch, shape, kv_->k_pool(l), kv_->v_pool(l), ctx, E);
+        backend_->matmul(ctx, T, E, L.attn_proj, x, E, L.attn_proj_bias, ActivationKind::None, x, E);
+        backend_->layernorm(x, E, nullptr, nullptr, T, E, L.ln2_gamma, L.ln2_beta, eps, a, E);
+        backend_->matmul(a, T, E, L.c_fc, h, I, L.c_fc_bias, static_cast<ActivationKind>(config_.activation), nullptr, 0);
+        backend_->matmul(h, T, I, L.mlp_proj, x, E, L.mlp_proj_bias, ActivationKind::None, x, E);
+        // transformers' hidden_states[l + 1] is this block's output, except the last one,
+        // which it replaces with ln_f's output (captured below).
+        if (options.hidden_states && l + 1 < static_cast<int32_t>(layers_.size())) capture(x);
+        capture_hidden(inputs, q_start, l + 1, x, false, outputs);
+      }
 
-  backend_->layernorm(x, E, nullptr, nullptr, T, E, ln_f_gamma_, ln_f_beta_, eps, a, E);
-  if (options.hidden_states) capture(a);
-  capture_hidden(inputs, q_start, static_cast<int32_t>(layers_.size()), a, true, outputs);
-  if (options.last_hidden_state) {
-    for (int32_t s = 0; s < n_seqs; s++) {
-      outputs[s].last_hidden_state.resize(size_t(q_len[s]) * E);
-      backend_->download(outputs[s].last_hidden_state.data(), a + int64_t(q_start[s]) * E,
-                         outputs[s].last_hidden_state.size() * sizeof(float));
+      backend_->layernorm(x, E, nullptr, nullptr, T, E, ln_f_gamma_, ln_f_beta_, eps, a, E);
+      if (options.hidden_states) capture(a);
+      capture_hidden(inputs, q_start, static_cast<int32_t>(layers_.size()), a, true, outputs);
+      if (options.last_hidden_state) {
+        for (int32_t s = 0; s < n_seqs; s++) {
+          outputs[s].last_hidden_state.resize(size_t(q_len[s]) * E);
+          backend_->download(outputs[s].last_hidden_state.data(), a + int64_t(q_start[s]) * E,
+                             outputs[s].last_hidden_state.size() * sizeof(float));
+        }
+      }
+
+      if (!logit_rows.empty()) {
+        backend_->gather_rows(a, E, dmeta + o_lr, R, E, picked);
+        backend_->matmul(picked, R, E, lm_head_, logits, V, nullptr, ActivationKind::None, nullptr, 0);
+      }
     }
+  } catch (...) {
+    if (recording) {
+      try {
+        backend_->graph_end(this, n_seqs, false);
+      } catch (...) {  // the op's error is the one to report
+      }
+    }
+    throw;
   }
+  if (recording) backend_->graph_end(this, n_seqs, true);
 
   if (!logit_rows.empty()) {
-    const int64_t R = static_cast<int64_t>(logit_rows.size());
-    float* picked = scratch(6, size_t(R) * E);
-    backend_->gather_rows(a, E, dmeta + o_lr, R, E, picked);
-    float* logits = scratch(7, size_t(R) * V);
-    backend_->matmul(picked, R, E, lm_head_, logits, V, nullptr, ActivationKind::None, nullptr, 0);
     int64_t r = 0;
     for (int32_t s = 0; s < n_seqs; s++) {
       const int64_t rows = inputs[s].logits == LogitsMode::Last ? 1 : inputs[s].logits == LogitsMode::All ? q_len[s] : 0;

@@ -137,6 +137,19 @@ class GPT2Model {
 
   std::mutex forward_mutex_;
   std::vector<std::pair<float*, size_t>> scratch_;  // grow-only work buffers
+
+  // Decode steps on a backend with graphs (CUDA): fixed buffers for up to kGraphMaxSeqs
+  // sequences, so that a step recorded once per n_seqs replays with the same pointers.
+  static constexpr int32_t kGraphMaxSeqs = 32;
+  struct GraphBuffers {
+    int32_t* meta = nullptr;
+    float *x = nullptr, *a = nullptr, *qkv = nullptr, *ctx = nullptr, *h = nullptr, *picked = nullptr,
+          *logits = nullptr;
+  };
+  GraphBuffers graph_buffers_;
+  // Blocks per sequence in a graph step's block table: enough for n_positions.
+  int32_t graph_table_width() const;
+  const GraphBuffers& graph_buffers();
 };
 
 }  // namespace gpt2::model
