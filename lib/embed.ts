@@ -3,7 +3,7 @@
 // (native/engine/embedding.cc through native/addon/embed_binding.cc): every embed() call
 // on a model joins the same engine loop, which merges concurrent calls into shared steps.
 import { ErrorCode, withCode } from './errors.js';
-import { checkOptions, describe, oneOf, toTokenIds } from './options.js';
+import { checkOptions, describe, integer, oneOf, optionalBoolean, toTokenIds } from './options.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export type Pooling = 'mean' | 'last' | 'first';
@@ -66,37 +66,24 @@ interface Resolved {
   window?: EmbedWindow;
 }
 
-function bool(v: unknown, name: string): boolean | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'boolean') throw withCode(new TypeError(`${WHERE}: ${name} must be a boolean (got ${describe(v)})`), ErrorCode.InvalidArg);
-  return v;
-}
-
-function integer(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) {
-    throw withCode(new TypeError(`${WHERE}: ${name} must be an integer (got ${describe(v)})`), ErrorCode.InvalidArg);
-  }
-  return v;
-}
-
 function resolveOptions(opts: unknown, nLayer: number, nPositions: number): Resolved {
   const o = checkOptions(opts, EMBED_KEYS, WHERE);
   const pooling = o.pooling === undefined ? 'mean' : oneOf(o.pooling, ['mean', 'last', 'first'] as const, 'pooling', WHERE);
   const truncate = o.truncate === undefined ? 'none' : oneOf(o.truncate, ['none', 'start', 'end'] as const, 'truncate', WHERE);
-  let layer = o.layer === undefined ? -1 : integer(o.layer, 'layer');
+  let layer = o.layer === undefined ? -1 : integer(o.layer, 'layer', WHERE);
   if (layer < -(nLayer + 1) || layer > nLayer) {
     throw withCode(new RangeError(`${WHERE}: layer ${layer} is out of range (${-(nLayer + 1)} ... ${nLayer})`), ErrorCode.OutOfRange);
   }
   if (layer < 0) layer += nLayer + 1;
   const r: Resolved = {
     pooling, truncate, layer,
-    normalize: bool(o.normalize, 'normalize') ?? false,
-    finalNorm: bool(o.finalNorm, 'finalNorm') ?? layer === nLayer,
+    normalize: optionalBoolean(o.normalize, 'normalize', WHERE) ?? false,
+    finalNorm: optionalBoolean(o.finalNorm, 'finalNorm', WHERE) ?? layer === nLayer,
   };
   if (o.window !== undefined) {
     const w = checkOptions(o.window, ['size', 'stride'], `${WHERE}: window`);
-    const size = integer(w.size, 'window.size');
-    const stride = integer(w.stride, 'window.stride');
+    const size = integer(w.size, 'window.size', WHERE);
+    const stride = integer(w.stride, 'window.stride', WHERE);
     if (size < 1 || size > nPositions) {
       throw withCode(new RangeError(`${WHERE}: window.size must be 1 ... n_positions (${nPositions}) (got ${size})`), ErrorCode.OutOfRange);
     }

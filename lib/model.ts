@@ -5,7 +5,7 @@
 import { embed, type EmbedInput, type EmbedOptions, type NativeEmbedder } from './embed.js';
 import { ErrorCode, withCode } from './errors.js';
 import { native } from './native.js';
-import { checkOptions, oneOf, describe, toTokenIds } from './options.js';
+import { checkOptions, oneOf, describe, finiteNumber, integer, optionalBoolean, toTokenIds } from './options.js';
 import { Generation, type GenerationResult, type NativeGeneration } from './generation.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import { Sequence, type NativeSequence } from './sequence.js';
@@ -132,11 +132,8 @@ function checkLoadOptions(opts: Record<string, unknown>, where: string): LoadOpt
   }
   if (opts.dtype !== undefined) out.dtype = oneOf(opts.dtype, ['float32', 'bfloat16', 'float16'] as const, 'dtype', where);
   for (const key of ['threads', 'kvCacheTokens'] as const) {
-    const v = opts[key];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isInteger(v)) {
-      throw withCode(new TypeError(`${where}: ${key} must be an integer (got ${describe(v)})`), ErrorCode.InvalidArg);
-    }
+    if (opts[key] === undefined) continue;
+    const v = integer(opts[key], key, where);
     if (v < 1 || v > (key === 'threads' ? 1024 : 2 ** 31 - 1)) {
       throw withCode(new RangeError(`${where}: ${key} must be at least 1 (got ${v})`), ErrorCode.OutOfRange);
     }
@@ -243,9 +240,7 @@ export class Model {
     this.#check('Model.forward');
     const o = checkOptions(opts, ['logits', 'hiddenStates'], 'Model.forward');
     const logits = o.logits === undefined ? 'last' : oneOf(o.logits, ['last', 'all', 'none'] as const, 'logits', 'Model.forward');
-    if (o.hiddenStates !== undefined && typeof o.hiddenStates !== 'boolean') {
-      throw withCode(new TypeError(`Model.forward: hiddenStates must be a boolean (got ${describe(o.hiddenStates)})`), ErrorCode.InvalidArg);
-    }
+    optionalBoolean(o.hiddenStates, 'hiddenStates', 'Model.forward');
     const list = isBatch(ids) ? (ids as unknown[]) : [ids];
     if (list.length === 0) throw withCode(new RangeError('Model.forward: no sequences given'), ErrorCode.OutOfRange);
     const seqs = list.map((s, i) => {
@@ -304,11 +299,9 @@ export class Model {
     const where = 'Model.generate';
     const o = checkOptions(opts, GENERATE_KEYS, where) as GenerateOptions;
     const cfg = this.#config;
-    const intOpt = (v: unknown, name: string, min: number, max: number, fallback: number): number => {
-      if (v === undefined) return fallback;
-      if (typeof v !== 'number' || !Number.isInteger(v)) {
-        throw withCode(new TypeError(`${where}: ${name} must be an integer (got ${describe(v)})`), ErrorCode.InvalidArg);
-      }
+    const intOpt = (value: unknown, name: string, min: number, max: number, fallback: number): number => {
+      if (value === undefined) return fallback;
+      const v = integer(value, name, where);
       if (v < min || v > max) throw withCode(new RangeError(`${where}: ${name} must be in [${min}, ${max}] (got ${v})`), ErrorCode.OutOfRange);
       return v;
     };
@@ -337,17 +330,11 @@ export class Model {
     if (stop.length > 0 && !this.#tokenizer) throw withCode(new RangeError(`${where}: stop strings need a tokenizer`), ErrorCode.OutOfRange);
     const stopIds = o.stopTokenIds === undefined ? [] : Array.from(toTokenIds(o.stopTokenIds, cfg.vocab_size, `${where}: stopTokenIds`));
     const eos = cfg.eos_token_id;
-    if (o.ignoreEos !== undefined && typeof o.ignoreEos !== 'boolean') {
-      throw withCode(new TypeError(`${where}: ignoreEos must be a boolean`), ErrorCode.InvalidArg);
-    }
+    optionalBoolean(o.ignoreEos, 'ignoreEos', where);
     if (eos !== null && eos !== undefined && o.ignoreEos !== true && !stopIds.includes(eos)) stopIds.push(eos);
     const truncate = o.truncate === undefined ? 'none' : oneOf(o.truncate, ['none', 'start'] as const, 'truncate', where);
-    if (o.lengthPenalty !== undefined && (typeof o.lengthPenalty !== 'number' || !Number.isFinite(o.lengthPenalty))) {
-      throw withCode(new TypeError(`${where}: lengthPenalty must be a finite number`), ErrorCode.InvalidArg);
-    }
-    if (o.earlyStopping !== undefined && typeof o.earlyStopping !== 'boolean') {
-      throw withCode(new TypeError(`${where}: earlyStopping must be a boolean`), ErrorCode.InvalidArg);
-    }
+    if (o.lengthPenalty !== undefined) finiteNumber(o.lengthPenalty, 'lengthPenalty', where);
+    optionalBoolean(o.earlyStopping, 'earlyStopping', where);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
       throw withCode(new TypeError(`${where}: signal must be an AbortSignal`), ErrorCode.InvalidArg);
     }

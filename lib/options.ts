@@ -1,4 +1,5 @@
-// Argument checks shared by the public classes: unknown option names, integer token ids.
+// Argument checks shared by the public classes: unknown option names, typed option values,
+// integer token ids.
 import { ErrorCode, withCode } from './errors.js';
 
 /** Throws a TypeError naming every key of `opts` that is not in `allowed`. */
@@ -25,6 +26,30 @@ export function oneOf<T extends string>(value: unknown, allowed: readonly T[], n
     );
   }
   return value as T;
+}
+
+/** A finite number, else a TypeError naming the option. */
+export function finiteNumber(v: unknown, name: string, where: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw withCode(new TypeError(`${where}: ${name} must be a finite number (got ${describe(v)})`), ErrorCode.InvalidArg);
+  }
+  return v;
+}
+
+/** An integer, else a TypeError naming the option. */
+export function integer(v: unknown, name: string, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) {
+    throw withCode(new TypeError(`${where}: ${name} must be an integer (got ${describe(v)})`), ErrorCode.InvalidArg);
+  }
+  return v;
+}
+
+/** undefined or a boolean, else a TypeError naming the option. */
+export function optionalBoolean(v: unknown, name: string, where: string): boolean | undefined {
+  if (v !== undefined && typeof v !== 'boolean') {
+    throw withCode(new TypeError(`${where}: ${name} must be a boolean (got ${describe(v)})`), ErrorCode.InvalidArg);
+  }
+  return v;
 }
 
 export function describe(v: unknown): string {

@@ -3,7 +3,7 @@
 // presence/frequencyPenalty, noRepeatNgramSize, then (unless greedy) temperature, topK,
 // topP, minP, typicalP and one draw from the request's own seeded random stream.
 import { ErrorCode, withCode } from './errors.js';
-import { checkOptions, describe } from './options.js';
+import { checkOptions, describe, finiteNumber, integer } from './options.js';
 
 export interface SamplerOptions {
   /** 0 = greedy (argmax after the penalties). Default 1, as transformers' do_sample. */
@@ -37,19 +37,6 @@ function rangeError(where: string, msg: string): RangeError {
   return withCode(new RangeError(`${where}: ${msg}`), ErrorCode.OutOfRange);
 }
 
-function num(v: unknown, name: string, where: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw withCode(new TypeError(`${where}: ${name} must be a finite number (got ${describe(v)})`), ErrorCode.InvalidArg);
-  }
-  return v;
-}
-
-function int(v: unknown, name: string, where: string): number {
-  const n = num(v, name, where);
-  if (!Number.isInteger(n)) throw withCode(new TypeError(`${where}: ${name} must be an integer (got ${n})`), ErrorCode.InvalidArg);
-  return n;
-}
-
 export class Sampler {
   readonly temperature: number;
   readonly topK: number;
@@ -66,24 +53,24 @@ export class Sampler {
   constructor(opts?: SamplerOptions) {
     const where = 'Sampler';
     const o = checkOptions(opts, SAMPLER_KEYS, where) as SamplerOptions;
-    this.temperature = o.temperature === undefined ? 1 : num(o.temperature, 'temperature', where);
+    this.temperature = o.temperature === undefined ? 1 : finiteNumber(o.temperature, 'temperature', where);
     if (this.temperature < 0) throw rangeError(where, `temperature must be >= 0 (got ${this.temperature})`);
-    this.topK = o.topK === undefined ? 50 : int(o.topK, 'topK', where);
+    this.topK = o.topK === undefined ? 50 : integer(o.topK, 'topK', where);
     if (this.topK < 0) throw rangeError(where, `topK must be >= 0 (got ${this.topK})`);
-    this.topP = o.topP === undefined ? 1 : num(o.topP, 'topP', where);
+    this.topP = o.topP === undefined ? 1 : finiteNumber(o.topP, 'topP', where);
     if (!(this.topP > 0 && this.topP <= 1)) throw rangeError(where, `topP must be in (0, 1] (got ${this.topP})`);
-    this.minP = o.minP === undefined ? 0 : num(o.minP, 'minP', where);
+    this.minP = o.minP === undefined ? 0 : finiteNumber(o.minP, 'minP', where);
     if (!(this.minP >= 0 && this.minP <= 1)) throw rangeError(where, `minP must be in [0, 1] (got ${this.minP})`);
-    this.typicalP = o.typicalP === undefined ? 1 : num(o.typicalP, 'typicalP', where);
+    this.typicalP = o.typicalP === undefined ? 1 : finiteNumber(o.typicalP, 'typicalP', where);
     if (!(this.typicalP > 0 && this.typicalP <= 1)) throw rangeError(where, `typicalP must be in (0, 1] (got ${this.typicalP})`);
-    this.repetitionPenalty = o.repetitionPenalty === undefined ? 1 : num(o.repetitionPenalty, 'repetitionPenalty', where);
+    this.repetitionPenalty = o.repetitionPenalty === undefined ? 1 : finiteNumber(o.repetitionPenalty, 'repetitionPenalty', where);
     if (!(this.repetitionPenalty > 0)) throw rangeError(where, `repetitionPenalty must be > 0 (got ${this.repetitionPenalty})`);
-    this.presencePenalty = o.presencePenalty === undefined ? 0 : num(o.presencePenalty, 'presencePenalty', where);
-    this.frequencyPenalty = o.frequencyPenalty === undefined ? 0 : num(o.frequencyPenalty, 'frequencyPenalty', where);
+    this.presencePenalty = o.presencePenalty === undefined ? 0 : finiteNumber(o.presencePenalty, 'presencePenalty', where);
+    this.frequencyPenalty = o.frequencyPenalty === undefined ? 0 : finiteNumber(o.frequencyPenalty, 'frequencyPenalty', where);
     for (const k of ['presencePenalty', 'frequencyPenalty'] as const) {
       if (Math.abs(this[k]) > 100) throw rangeError(where, `${k} must be in [-100, 100] (got ${this[k]})`);
     }
-    this.noRepeatNgramSize = o.noRepeatNgramSize === undefined ? 0 : int(o.noRepeatNgramSize, 'noRepeatNgramSize', where);
+    this.noRepeatNgramSize = o.noRepeatNgramSize === undefined ? 0 : integer(o.noRepeatNgramSize, 'noRepeatNgramSize', where);
     if (this.noRepeatNgramSize < 0) throw rangeError(where, `noRepeatNgramSize must be >= 0 (got ${this.noRepeatNgramSize})`);
     const bias: [number, number][] = [];
     if (o.logitBias !== undefined) {
@@ -93,7 +80,7 @@ export class Sampler {
       for (const [k, v] of Object.entries(o.logitBias)) {
         const id = Number(k);
         if (!Number.isInteger(id) || id < 0) throw rangeError(where, `logitBias key '${k}' is not a token id`);
-        bias.push([id, num(v, `logitBias[${k}]`, where)]);
+        bias.push([id, finiteNumber(v, `logitBias[${k}]`, where)]);
       }
     }
     this.logitBias = Object.freeze(bias);
