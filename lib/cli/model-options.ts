@@ -1,0 +1,65 @@
+// The model options every model-using command shares (generate, embed, serve, bench, tokenize):
+// --model <folder or hub id> or --random <preset>, plus device, dtype and threads.
+import { resolveModel } from '../hub/index.js';
+import { Model, type Device, type DType, type LoadOptions } from '../model.js';
+import { UsageError, type CommandContext, type OptionSpec } from './command.js';
+
+export const modelOptions: OptionSpec = {
+  model: { type: 'string', short: 'm' },
+  random: { type: 'string' },
+  seed: { type: 'string' },
+  device: { type: 'string' },
+  dtype: { type: 'string' },
+  threads: { type: 'string' },
+  'kv-cache-tokens': { type: 'string' },
+};
+
+export const modelHelp = `  -m, --model <dir|hub-id>  a model folder, or a hub id downloaded into the Hugging Face cache
+  --random <preset|json>    random weights instead: gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2,
+                            or a config.json-style object ('{"n_layer":2,"n_embd":64,"n_head":2}')
+  --seed <n>                seed of the random weights (default 0)
+  --device <d>              auto (default), cpu, cuda, cuda:N
+  --dtype <t>               float32 (default), bfloat16, float16 (CUDA only)
+  --threads <n>             compute threads (default: all cores)
+  --kv-cache-tokens <n>     KV-cache capacity in tokens`;
+
+/** Parses an integer option; absent gives undefined. Bad values are usage errors (exit 2). */
+export function intOption(values: CommandContext['values'], name: string, min = 0): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min} (got '${String(v)}')`);
+  return n;
+}
+
+/** The LoadOptions given on the command line. */
+export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
+  const o: LoadOptions = {};
+  if (values.device !== undefined) o.device = values.device as Device;
+  if (values.dtype !== undefined) o.dtype = values.dtype as DType;
+  const threads = intOption(values, 'threads', 1);
+  if (threads !== undefined) o.threads = threads;
+  const kv = intOption(values, 'kv-cache-tokens', 1);
+  if (kv !== undefined) o.kvCacheTokens = kv;
+  return o;
+}
+
+/** Loads --model (folder or hub id) or --random; exactly one must be given. */
+export async function loadModelFrom(values: CommandContext['values'], onProgress?: Parameters<typeof resolveModel>[1]): Promise<Model> {
+  const model = values.model as string | undefined;
+  const random = values.random as string | undefined;
+  if ((model === undefined) === (random === undefined)) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
+  const opts = loadOptionsFrom(values);
+  if (random !== undefined) {
+    let config: Parameters<typeof Model.random>[0] = random as Parameters<typeof Model.random>[0];
+    if (random.trimStart().startsWith('{')) {
+      try {
+        config = JSON.parse(random) as typeof config;
+      } catch (err) {
+        throw new UsageError(`--random: not valid JSON (${(err as Error).message})`);
+      }
+    }
+    return Model.random(config, { ...opts, seed: intOption(values, 'seed') ?? 0 });
+  }
+  return Model.load(await resolveModel(model as string, onProgress), opts);
+}
