@@ -32,6 +32,17 @@ export function intOption(values: CommandContext['values'], name: string, min = 
   return n;
 }
 
+/** Parses a finite number option; absent gives undefined. Bad values are usage errors (exit 2). */
+export function numberOption(values: CommandContext['values'], name: string, min = -Infinity, max = Infinity): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` and <= ${max}` : ''} (got '${String(v)}')`);
+  }
+  return n;
+}
+
 /** The LoadOptions given on the command line. */
 export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   const o: LoadOptions = {};
