@@ -40,6 +40,34 @@ async function checkEmbedOptions(model: Model, opts: EmbedOptions): Promise<void
   }
 }
 
+/**
+ * embed(text) for a job's records: the texts started in one event-loop turn go to the model
+ * as one Model.embed call (a per-text call costs a tokenizer dispatch each). A failing batch
+ * is retried text by text, so only the bad record gets the error.
+ */
+function batchedEmbedder(model: Model, opts: EmbedOptions): (text: string) => Promise<Float32Array> {
+  type Waiter = { text: string; resolve: (v: Float32Array) => void; reject: (e: unknown) => void };
+  let queue: Waiter[] = [];
+  const one = (w: Waiter) => model.embed([w.text], opts).then((v) => w.resolve(v[0]!), w.reject);
+  const runBatch = (batch: Waiter[]) => {
+    if (batch.length === 1) return void one(batch[0]!);
+    model.embed(batch.map((w) => w.text), opts).then(
+      (vectors) => batch.forEach((w, i) => w.resolve(vectors[i]!)),
+      () => batch.forEach(one),
+    );
+  };
+  return (text) =>
+    new Promise((resolve, reject) => {
+      if (queue.push({ text, resolve, reject }) === 1) {
+        setImmediate(() => {
+          const batch = queue;
+          queue = [];
+          runBatch(batch);
+        });
+      }
+    });
+}
+
 export const command: CliCommand = {
   name: 'embed',
   summary: 'embed a text, or a JSONL file of texts (JSONL or .npy out, resumable)',
@@ -98,12 +126,13 @@ ${commonHelp}`,
         settings: { ...modelSettingsFrom(ctx.values), ...opts, field: job.fields }, state: {},
         resume: job.resume, overwrite: job.overwrite,
       });
+      const embedOne = batchedEmbedder(model, opts);
       return await runJob(opened, {
         label: 'embed',
         fields: job.fields ?? ['text'],
         concurrency: job.concurrency,
         skipErrors: job.skipErrors,
-        process: async (item) => ({ vector: (await model.embed([item.text], opts))[0]! }),
+        process: async (item) => ({ vector: await embedOne(item.text) }),
       });
     } finally {
       model.dispose();

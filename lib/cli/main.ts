@@ -73,6 +73,13 @@ function oneLine(err: unknown): string {
   return `${msg.replace(/\s*\n\s*/g, ' ')}${code}`;
 }
 
+// A reader that closed the pipe early (`| head`) ends the command quietly, as SIGPIPE does
+// other Unix tools (exit 128 + 13).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(141);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
