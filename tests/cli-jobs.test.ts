@@ -2,14 +2,13 @@
 // checked against the in-process API on the same random weights: one text, JSONL jobs
 // (order, ids, .npy), bad lines, and resuming after SIGKILL / a torn last write / SIGINT.
 import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model, Tokenizer } from '../lib/index.js';
+import { buildCliIfStale, cli } from './helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '..');
-const cli = join(root, 'dist/cli/main.js');
 const tiny = { n_layer: 2, n_embd: 64, n_head: 4, n_positions: 128 };
 // Slow enough (a few ms a record at concurrency 1) to be killed mid-job.
 const slow = { n_layer: 4, n_embd: 256, n_head: 4, n_positions: 256 };
@@ -17,16 +16,6 @@ const modelArgs = (config: object = tiny) => ['--random', JSON.stringify(config)
 
 let dir: string;
 let model: Model;
-
-function newestSource(d: string): number {
-  let t = 0;
-  for (const e of readdirSync(d, { withFileTypes: true })) {
-    const p = join(d, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
 
 function run(args: string[], input?: string) {
   const r = spawnSync(process.execPath, [cli, ...args], { cwd: dir, encoding: 'utf8', input, maxBuffer: 1 << 28 });
@@ -82,11 +71,7 @@ function mixedInput(n: number, longWords = 60): { lines: string[]; texts: string
 }
 
 beforeAll(async () => {
-  if (!(existsSync(cli) && statSync(cli).mtimeMs >= newestSource(join(root, 'lib')))) {
-    const tsc = join(root, 'node_modules/typescript/bin/tsc');
-    const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: root, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
-  }
+  buildCliIfStale();
   dir = mkdtempSync(join(tmpdir(), 'gpt2-cli-jobs-'));
   model = await Model.random(tiny, { seed: 0 });
 });

@@ -1,11 +1,11 @@
 // `gpt2-node embed`: one text's vector, or a JSONL job (--in/--out, JSONL or .npy, resumable).
 import type { EmbedOptions } from '../embed.js';
 import type { Model } from '../model.js';
-import { commonHelp, UsageError, type CliCommand, type CommandContext } from './command.js';
+import { UsageError, type CliCommand, type CommandContext } from './command.js';
 import { openJob, runJob } from './jobs/job.js';
-import { jobArgsFrom, jobHelp, jobOptions, modelSettingsFrom, textArgument } from './jobs/job-options.js';
+import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, textArgument } from './jobs/job-options.js';
 import { float32Json } from './jobs/sinks.js';
-import { intOption, loadModelFrom, modelHelp, modelOptions } from './model-options.js';
+import { intOption, loadModelFrom } from './model-options.js';
 
 function embedOptionsFrom(values: CommandContext['values']): EmbedOptions {
   const o: EmbedOptions = {};
@@ -89,16 +89,9 @@ Embedding:
   --truncate <t>            texts longer than n_positions: none (default: an error), end, start
   --window <size>:<stride>  embed long texts as overlapping windows, averaged
 
-${jobHelp}
-  (--field default: text)
-
-Model:
-${modelHelp}
-
-${commonHelp}`,
+${modelJobHelp('text')}`,
   options: {
-    ...modelOptions,
-    ...jobOptions,
+    ...modelJobOptions,
     pooling: { type: 'string' },
     normalize: { type: 'boolean', default: false },
     layer: { type: 'string' },

@@ -2,10 +2,10 @@
 import type { GenerationResult } from '../generation.js';
 import type { GenerateOptions, Model } from '../model.js';
 import type { SamplerOptions } from '../sampler.js';
-import { commonHelp, UsageError, type CliCommand, type CommandContext } from './command.js';
+import { UsageError, type CliCommand, type CommandContext } from './command.js';
 import { Interrupted, openJob, runJob } from './jobs/job.js';
-import { jobArgsFrom, jobHelp, jobOptions, modelSettingsFrom, textArgument } from './jobs/job-options.js';
-import { intOption, loadModelFrom, modelHelp, modelOptions, numberOption } from './model-options.js';
+import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, textArgument } from './jobs/job-options.js';
+import { intOption, loadModelFrom, numberOption } from './model-options.js';
 
 /** The generate options of the command line (without seed and signal, which are per request). */
 function generateOptionsFrom(values: CommandContext['values']): GenerateOptions {
@@ -95,16 +95,9 @@ Generation:
   --ignore-eos              do not stop at <|endoftext|>
   --truncate start          drop a long prompt's oldest tokens (default: an error)
 
-${jobHelp}
-  (--field default: prompt, else text)
-
-Model:
-${modelHelp}
-
-${commonHelp}`,
+${modelJobHelp('prompt, else text')}`,
   options: {
-    ...modelOptions,
-    ...jobOptions,
+    ...modelJobOptions,
     'max-tokens': { type: 'string' },
     temperature: { type: 'string' },
     'top-k': { type: 'string' },

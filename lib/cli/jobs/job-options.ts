@@ -4,7 +4,8 @@
 import { extname, resolve } from 'node:path';
 import { isLocalModelDir } from '../../hub/index.js';
 import { UsageError, type CommandContext, type OptionSpec } from '../command.js';
-import { intOption } from '../model-options.js';
+import { commonHelp } from '../command.js';
+import { intOption, modelHelp, modelOptions } from '../model-options.js';
 import type { OutputFormat } from './job.js';
 
 export const jobOptions: OptionSpec = {
@@ -30,6 +31,20 @@ export const jobHelp = `JSONL jobs:
   --resume                  continue an interrupted job: keeps the complete records in --out,
                             cuts a torn last one, and appends the rest (same --in and options)
   --overwrite               replace an existing --out`;
+
+/** The options of a model command that also runs jobs (embed, generate). */
+export const modelJobOptions: OptionSpec = { ...modelOptions, ...jobOptions };
+
+/** The end of such a command's help: job, model and common options. */
+export function modelJobHelp(fieldDefault: string): string {
+  return `${jobHelp}
+  (--field default: ${fieldDefault})
+
+Model:
+${modelHelp}
+
+${commonHelp}`;
+}
 
 export interface JobArgs {
   inPath: string;

@@ -2,7 +2,7 @@
 // file is the job's checkpoint: records arrive strictly in input order and each write holds
 // whole records (lines, rows), so after a crash the file is a prefix of the full output plus
 // at most one torn record, which resuming cuts off (cutToCompleteLines, whole NPY rows).
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { cutToCompleteLines } from './lines.js';
 import { npyHeader, parseNpyHeader } from './npy.js';
 
@@ -29,6 +29,14 @@ export interface Resumed {
   records: number;
   /** The `index` of the last complete record (to check it against the input). */
   lastIndex: number | undefined;
+}
+
+/** write(2) until every byte is out (it may write fewer for large buffers); at `position` or appended. */
+function writeAll(fd: number, data: string | Uint8Array, position?: number): void {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  for (let off = 0; off < buf.length; ) {
+    off += writeSync(fd, buf, off, buf.length - off, position === undefined ? null : position + off);
+  }
 }
 
 /** A float32 vector as a JSON array: 9 significant digits, which round-trip float32 exactly. */
@@ -78,7 +86,7 @@ export class JsonlFileSink implements RecordSink {
   }
 
   async write(records: JobRecord[]): Promise<void> {
-    writeSync(this.#fd, records.map(recordLine).join(''));
+    writeAll(this.#fd, records.map(recordLine).join(''));
   }
 
   async close(): Promise<void> {
@@ -122,6 +130,8 @@ export class NpySink implements RecordSink {
 
   static open(path: string, dim: number, resume: boolean): { sink: NpySink; resumed: Resumed } {
     const idsPath = NpySink.idsPath(path);
+    // Killed before the header was written: nothing to keep, start over.
+    if (resume && existsSync(path) && statSync(path).size < npyHeader(0, dim).length) resume = false;
     if (resume && existsSync(path)) {
       const fd = openSync(path, 'r+');
       try {
@@ -136,7 +146,7 @@ export class NpySink implements RecordSink {
         const ids = existsSync(idsPath) ? cutToCompleteLines(idsPath, Math.max(0, fullRows)) : { lines: 0, last: undefined };
         const rows = Math.min(Math.max(0, fullRows), ids.lines);
         ftruncateSync(fd, layout.headerBytes + rows * rowBytes);
-        writeSync(fd, npyHeader(rows, dim), 0, layout.headerBytes, 0);
+        writeAll(fd, npyHeader(rows, dim), 0);
         const sink = new NpySink(fd, openSync(idsPath, 'a'), dim, rows);
         return { sink, resumed: { records: rows, lastIndex: lastIndexOf(ids.last, idsPath) } };
       } catch (err) {
@@ -145,7 +155,7 @@ export class NpySink implements RecordSink {
       }
     }
     const fd = openSync(path, 'w');
-    writeSync(fd, npyHeader(0, dim));
+    writeAll(fd, npyHeader(0, dim), 0);
     return { sink: new NpySink(fd, openSync(idsPath, 'w'), dim, 0), resumed: { records: 0, lastIndex: undefined } };
   }
 
@@ -158,11 +168,10 @@ export class NpySink implements RecordSink {
       else rows.fill(NaN, i * dim, (i + 1) * dim);
     });
     // Float32Array bytes are little-endian on every platform Node supports.
-    writeSync(this.#fd, new Uint8Array(rows.buffer), 0, rows.byteLength, this.#headerBytes + this.#rows * dim * 4);
-    writeSync(this.#idsFd, records.map((r) => recordLine({ index: r.index, id: r.id, hasId: r.hasId, error: r.error })).join(''));
+    writeAll(this.#fd, new Uint8Array(rows.buffer), this.#headerBytes + this.#rows * dim * 4);
+    writeAll(this.#idsFd, records.map((r) => recordLine({ index: r.index, id: r.id, hasId: r.hasId, error: r.error })).join(''));
     this.#rows += records.length;
-    const header = npyHeader(this.#rows, dim);
-    writeSync(this.#fd, header, 0, header.length, 0);
+    writeAll(this.#fd, npyHeader(this.#rows, dim), 0);
   }
 
   async close(): Promise<void> {
