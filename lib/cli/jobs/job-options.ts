@@ -23,7 +23,7 @@ export const jobHelp = `JSONL jobs:
   -i, --in <file.jsonl>     one record per line: a JSON string, or an object with a text
                             field and an optional "id" (blank lines are skipped)
   -o, --out <file>          results in input order (default: JSONL on stdout)
-  --format <jsonl|npy>      output format (default: from --out's extension)
+  --format <jsonl|npy>      output format (default: from --out's extension; npy: embed only)
   --field <name>            the text field of object lines
   --concurrency <n>         records in the model at once (default 64)
   --skip-errors             write an {"index","error"} record for a bad line and go on

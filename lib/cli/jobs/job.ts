@@ -145,6 +145,16 @@ export class Interrupted extends Error {
   override name = 'Interrupted';
 }
 
+/** A library error about one record, in command-line terms (its text, its flags). */
+export function recordErrorMessage(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg
+    .replace(/\s*\n\s*/g, ' ')
+    .replace(/^Model\.\w+: (item 0 )?/, (_, item: string | undefined) => (item ? 'the text ' : ''))
+    .replace("pass truncate: 'end' | 'start' or window", 'pass --truncate end|start or --window <size>:<stride>')
+    .replace("pass truncate: 'start'", 'pass --truncate start');
+}
+
 /** Runs the job; resolves with the exit code (0, or 130 after SIGINT). Bad lines without --skip-errors throw. */
 export async function runJob(job: OpenJob, o: RunJobOptions): Promise<number> {
   const skip = job.resumed.records;
@@ -218,8 +228,7 @@ export async function runJob(job: OpenJob, o: RunJobOptions): Promise<number> {
     o.process(item, abort.signal).then(
       (result) => { slot.record = { ...base, ...result }; },
       (err: unknown) => {
-        const msg = err instanceof Error ? err.message : String(err);
-        slot.record = { ...base, error: `line ${item.line}: ${msg.replace(/\s*\n\s*/g, ' ')}` };
+        slot.record = { ...base, error: `line ${item.line}: ${recordErrorMessage(err)}` };
       },
     ).finally(() => {
       slot.done = true;
