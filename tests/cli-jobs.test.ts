@@ -207,13 +207,17 @@ describe('JSONL jobs', () => {
     if (py.status === 0) expect(py.stdout.trim()).toBe(`(${n}, 64) float32`); // numpy is optional
   });
 
-  it('--in without --out writes JSONL to stdout', () => {
+  it('--in without --out writes JSONL to stdout; --in - reads stdin', () => {
     writeFileSync(path('few.jsonl'), input.lines.slice(1, 4).join('\n'));
     const r = run(['embed', '--in', 'few.jsonl', '--truncate', 'end', ...modelArgs()]);
     expect(r.code, r.stderr).toBe(0);
     const recs = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(recs.map((x) => x.id)).toEqual(input.ids.slice(1, 4));
     expectVectorsClose(recs[2].embedding, expected[3]!);
+    // --in - reads stdin.
+    const piped = run(['embed', '--in', '-', '--truncate', 'end', ...modelArgs()], input.lines.slice(1, 4).join('\n'));
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(piped.stdout).toBe(r.stdout);
   });
 
   it('generate JSONL equals Model.generate per prompt (prompt field, then text)', async () => {

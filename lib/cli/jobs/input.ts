@@ -59,11 +59,12 @@ export function parseJobLine(raw: string, line: number, fields: readonly string[
 }
 
 /**
- * The records of a JSONL file in order. The first `skip` records (already in a resumed
+ * The records of a JSONL file ('-': stdin) in order. The first `skip` records (already in a resumed
  * output) are yielded unparsed, with `text` '' and only `line`/`index` set.
  */
 export async function* readJobInput(path: string, fields: readonly string[], skip: number): AsyncGenerator<JobItem & { skipped: boolean }> {
-  const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const input = path === '-' ? process.stdin.setEncoding('utf8') : createReadStream(path, { encoding: 'utf8' });
+  const lines = createInterface({ input, crlfDelay: Infinity });
   let line = 0;
   let records = 0;
   try {

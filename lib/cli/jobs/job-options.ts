@@ -20,7 +20,7 @@ export const jobOptions: OptionSpec = {
 };
 
 export const jobHelp = `JSONL jobs:
-  -i, --in <file.jsonl>     one record per line: a JSON string, or an object with a text
+  -i, --in <file.jsonl>     one record per line (- for stdin): a JSON string, or an object with a text
                             field and an optional "id" (blank lines are skipped)
   -o, --out <file>          results in input order (default: JSONL on stdout)
   --format <jsonl|npy>      output format (default: from --out's extension; npy: embed only)

@@ -17,7 +17,8 @@ export type OutputFormat = 'jsonl' | 'npy';
 
 export interface JobFile {
   command: string;
-  input: { path: string; size: number; headSha256: string };
+  /** stdin ('-') has no size or hash: a resumed stdin job trusts the caller to pipe the same lines. */
+  input: { path: string; size: number | null; headSha256: string | null };
   format: OutputFormat;
   /** The options that shape the output (model, pooling, sampling...): must match to resume. */
   settings: Record<string, unknown>;
@@ -48,12 +49,15 @@ export interface OpenJob {
 }
 
 const HEAD_BYTES = 64 * 1024;
+/** --in - reads the records from stdin. */
+export const STDIN = '-';
 
 export function jobFilePath(outPath: string): string {
   return `${outPath}.job.json`;
 }
 
 function fingerprint(path: string): JobFile['input'] {
+  if (path === STDIN) return { path, size: null, headSha256: null };
   const fd = openSync(path, 'r');
   try {
     const head = Buffer.alloc(HEAD_BYTES);
@@ -71,7 +75,8 @@ function resumeMismatch(saved: JobFile, now: Omit<JobFile, 'state'>): string | n
   if (saved.command !== now.command) return `it is a '${saved.command}' job`;
   if (saved.format !== now.format) return `its format is ${saved.format}`;
   if (saved.input.size !== now.input.size || saved.input.headSha256 !== now.input.headSha256) {
-    return `its input was ${saved.input.path} (${saved.input.size} bytes); ${now.input.path} is different or has changed`;
+    const was = saved.input.path === STDIN ? 'stdin' : `${saved.input.path} (${saved.input.size} bytes)`;
+    return `its input was ${was}; ${now.input.path === STDIN ? 'stdin' : now.input.path} is different or has changed`;
   }
   const keys = new Set([...Object.keys(saved.settings), ...Object.keys(now.settings)]);
   const changed = [...keys].filter((k) => JSON.stringify(saved.settings[k]) !== JSON.stringify(now.settings[k]));
@@ -81,7 +86,7 @@ function resumeMismatch(saved: JobFile, now: Omit<JobFile, 'state'>): string | n
 
 /** Checks --in/--out/--resume/--overwrite, and opens the output (cut back to whole records when resuming). */
 export function openJob(o: OpenJobOptions): OpenJob {
-  if (!existsSync(o.inPath) || !statSync(o.inPath).isFile()) throw new UsageError(`--in ${o.inPath}: no such file`);
+  if (o.inPath !== STDIN && (!existsSync(o.inPath) || !statSync(o.inPath).isFile())) throw new UsageError(`--in ${o.inPath}: no such file`);
   if (o.resume && o.overwrite) throw new UsageError('give --resume or --overwrite, not both');
   const fresh: JobFile = { command: o.command, input: fingerprint(o.inPath), format: o.format, settings: o.settings, state: o.state };
   const open = (resume: boolean) =>
@@ -162,10 +167,12 @@ export async function runJob(job: OpenJob, o: RunJobOptions): Promise<number> {
     process.stderr.write(`resuming ${job.outPath}: ${skip} records already written\n`);
   }
   const progress = new Progress({ label: o.label, unit: 'records', stream: o.progressStream });
-  void countNonEmptyLines(job.inPath).then(
-    (n) => progress.setTotal(Math.max(0, n - skip)),
-    () => {},
-  );
+  if (job.inPath !== STDIN) {
+    void countNonEmptyLines(job.inPath).then(
+      (n) => progress.setTotal(Math.max(0, n - skip)),
+      () => {},
+    );
+  }
 
   const abort = new AbortController();
   setMaxListeners(Infinity, abort.signal); // one listener per record in flight
