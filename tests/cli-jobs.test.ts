@@ -242,8 +242,9 @@ describe('JSONL jobs', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/line 3: no 'text' field .*'id', 'body'/);
     expect(readLines('bad-out.jsonl').map((x) => x.index)).toEqual([0, 1]);
-    const s = run(['embed', '--in', 'bad.jsonl', '--out', 'bad-out.jsonl', '--skip-errors', '--overwrite', ...modelArgs()]);
+    const s = run(['embed', '--in', 'bad.jsonl', '--out', 'bad-out.jsonl', '--skip-errors', '--overwrite', '--json', ...modelArgs()]);
     expect(s.code, s.stderr).toBe(0);
+    expect(JSON.parse(s.stdout)).toMatchObject({ out: 'bad-out.jsonl', resumed: 0, written: 6, errors: 3, interrupted: false });
     const recs = readLines('bad-out.jsonl');
     expect(recs.map((x) => x.index)).toEqual([0, 1, 2, 3, 4, 5]);
     expect(recs[2]).toEqual({ index: 2, id: 3, error: expect.stringMatching(/^line 3: no 'text' field/) });

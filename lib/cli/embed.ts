@@ -2,8 +2,8 @@
 import type { EmbedOptions } from '../embed.js';
 import type { Model } from '../model.js';
 import { UsageError, type CliCommand, type CommandContext } from './command.js';
-import { openJob, runJob } from './jobs/job.js';
-import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, textArgument } from './jobs/job-options.js';
+import { openJob } from './jobs/job.js';
+import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, runJobCommand, textArgument } from './jobs/job-options.js';
 import { float32Json } from './jobs/sinks.js';
 import { intOption, loadModelFrom } from './model-options.js';
 
@@ -120,7 +120,7 @@ ${modelJobHelp('text')}`,
         resume: job.resume, overwrite: job.overwrite,
       });
       const embedOne = batchedEmbedder(model, opts);
-      return await runJob(opened, {
+      return await runJobCommand(ctx, opened, {
         label: 'embed',
         fields: job.fields ?? ['text'],
         concurrency: job.concurrency,

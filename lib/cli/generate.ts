@@ -3,8 +3,8 @@ import type { GenerationResult } from '../generation.js';
 import type { GenerateOptions, Model } from '../model.js';
 import type { SamplerOptions } from '../sampler.js';
 import { UsageError, type CliCommand, type CommandContext } from './command.js';
-import { Interrupted, openJob, runJob } from './jobs/job.js';
-import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, textArgument } from './jobs/job-options.js';
+import { Interrupted, openJob } from './jobs/job.js';
+import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, runJobCommand, textArgument } from './jobs/job-options.js';
 import { intOption, loadModelFrom, numberOption } from './model-options.js';
 
 /** The generate options of the command line (without seed and signal, which are per request). */
@@ -125,7 +125,7 @@ ${modelJobHelp('prompt, else text')}`,
         resume: job.resume, overwrite: job.overwrite,
       });
       const baseSeed = opened.state.seed as number;
-      return await runJob(opened, {
+      return await runJobCommand(ctx, opened, {
         label: 'generate',
         fields: job.fields ?? ['prompt', 'text'],
         concurrency: job.concurrency,

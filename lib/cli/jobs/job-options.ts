@@ -6,7 +6,7 @@ import { isLocalModelDir } from '../../hub/index.js';
 import { UsageError, type CommandContext, type OptionSpec } from '../command.js';
 import { commonHelp } from '../command.js';
 import { intOption, modelHelp, modelOptions } from '../model-options.js';
-import type { OutputFormat } from './job.js';
+import { runJob, type OpenJob, type OutputFormat, type RunJobOptions } from './job.js';
 
 export const jobOptions: OptionSpec = {
   in: { type: 'string', short: 'i' },
@@ -30,7 +30,9 @@ export const jobHelp = `JSONL jobs:
                             (default: stop with exit 1 naming the line)
   --resume                  continue an interrupted job: keeps the complete records in --out,
                             cuts a torn last one, and appends the rest (same --in and options)
-  --overwrite               replace an existing --out`;
+  --overwrite               replace an existing --out
+  With --out, --json prints a summary on stdout at the end:
+  {"out", "resumed", "written", "errors", "seconds", "interrupted"}`;
 
 /** The options of a model command that also runs jobs (embed, generate). */
 export const modelJobOptions: OptionSpec = { ...modelOptions, ...jobOptions };
@@ -102,4 +104,14 @@ export async function textArgument(ctx: CommandContext, what: string, orJob = tr
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** Runs a job for a command: with --json and --out, a summary on stdout. Resolves with the exit code. */
+export async function runJobCommand(ctx: CommandContext, job: OpenJob, o: RunJobOptions): Promise<number> {
+  const summary = await runJob(job, o);
+  if (ctx.json && summary.out !== undefined) {
+    const { exitCode, ...rest } = summary;
+    ctx.out(JSON.stringify({ ...rest, interrupted: exitCode === 130 }));
+  }
+  return summary.exitCode;
 }

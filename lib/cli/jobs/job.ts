@@ -160,8 +160,22 @@ export function recordErrorMessage(err: unknown): string {
     .replace("pass truncate: 'start'", 'pass --truncate start');
 }
 
-/** Runs the job; resolves with the exit code (0, or 130 after SIGINT). Bad lines without --skip-errors throw. */
-export async function runJob(job: OpenJob, o: RunJobOptions): Promise<number> {
+export interface JobSummary {
+  /** 0, or 130 after SIGINT. */
+  exitCode: number;
+  out: string | undefined;
+  /** Records in the output before this run (resumed), written by this run, and of those, error records. */
+  resumed: number;
+  written: number;
+  errors: number;
+  seconds: number;
+}
+
+/** Runs the job. Bad lines without --skip-errors throw (after the records before them are written). */
+export async function runJob(job: OpenJob, o: RunJobOptions): Promise<JobSummary> {
+  const started = performance.now();
+  let written = 0;
+  let errors = 0;
   const skip = job.resumed.records;
   if (skip > 0 && job.outPath) {
     process.stderr.write(`resuming ${job.outPath}: ${skip} records already written\n`);
@@ -218,6 +232,8 @@ export async function runJob(job: OpenJob, o: RunJobOptions): Promise<number> {
     }
     if (ready.length > 0) {
       await job.sink.write(ready);
+      written += ready.length;
+      errors += ready.filter((r) => r.error !== undefined).length;
       progress.tick(ready.length);
     }
   };
@@ -283,7 +299,6 @@ export async function runJob(job: OpenJob, o: RunJobOptions): Promise<number> {
   }
   if (interrupted) {
     process.stderr.write(`stopped: the output holds every finished record; run the same command with --resume to continue\n`);
-    return 130;
   }
-  return 0;
+  return { exitCode: interrupted ? 130 : 0, out: job.outPath, resumed: skip, written, errors, seconds: (performance.now() - started) / 1000 };
 }
