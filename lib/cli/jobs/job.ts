@@ -300,5 +300,5 @@ export async function runJob(job: OpenJob, o: RunJobOptions): Promise<JobSummary
   if (interrupted) {
     process.stderr.write(`stopped: the output holds every finished record; run the same command with --resume to continue\n`);
   }
-  return { exitCode: interrupted ? 130 : 0, out: job.outPath, resumed: skip, written, errors, seconds: (performance.now() - started) / 1000 };
+  return { exitCode: interrupted ? 130 : 0, out: job.outPath, resumed: skip, written, errors, seconds: Math.round(performance.now() - started) / 1000 };
 }
