@@ -6,18 +6,12 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, Model, type Gpt2Server } from '../lib/index.js';
 import { cliPath, ensureDist, root } from './helpers/dist.js';
+import { maxAbsDiff } from './helpers/arrays.js';
 import { haveFixtures, modelDir } from './helpers/fixtures.js';
 import { expectOpenAIError, post, read, readEvents } from './helpers/server.js';
 
 const KEY = 'sk-test-key';
 const texts = ['Hello world', 'The quick brown fox jumps over the lazy dog.', 'naïve café ☕ 東京', 'a'];
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 /** A model slow enough per step (gpt2 width, 2 layers, 1024 positions) that work can be caught mid-flight. */
 const slowModel = () => Model.random({ n_layer: 2 });
@@ -72,7 +66,7 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
       expect(r.data.map((d) => d.index)).toEqual([0, 1, 2, 3]);
       r.data.forEach((d, i) => {
         expect(d.object).toBe('embedding');
-        expect(maxDiff(d.embedding, want[i]!)).toBeLessThanOrEqual(1e-6);
+        expect(maxAbsDiff(d.embedding, want[i]!)).toBeLessThanOrEqual(1e-6);
       });
       const tokens = texts.reduce((n, t) => n + model.tokenizer.count(t), 0);
       expect(r.usage).toEqual({ prompt_tokens: tokens, total_tokens: tokens });
@@ -81,16 +75,16 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
     expect(Math.hypot(...flt.data[0]!.embedding)).toBeCloseTo(1, 5);
     // One string alone.
     const one = await client.embeddings.create({ model: 'tiny', input: texts[1]!, encoding_format: 'float' });
-    expect(maxDiff(one.data[0]!.embedding, want[1]!)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(one.data[0]!.embedding, want[1]!)).toBeLessThanOrEqual(1e-6);
   });
 
   it('embeddings: token-id inputs (one array, or several) equal the texts they encode', async () => {
     const ids = texts.map((t) => Array.from(model.tokenizer.encode(t)));
     const want = await model.embed(texts, { normalize: true });
     const many = await client.embeddings.create({ model: 'tiny', input: ids, encoding_format: 'float' });
-    many.data.forEach((d, i) => expect(maxDiff(d.embedding, want[i]!)).toBeLessThanOrEqual(1e-6));
+    many.data.forEach((d, i) => expect(maxAbsDiff(d.embedding, want[i]!)).toBeLessThanOrEqual(1e-6));
     const one = await client.embeddings.create({ model: 'tiny', input: ids[2]!, encoding_format: 'float' });
-    expect(maxDiff(one.data[0]!.embedding, want[2]!)).toBeLessThanOrEqual(1e-6);
+    expect(maxAbsDiff(one.data[0]!.embedding, want[2]!)).toBeLessThanOrEqual(1e-6);
     expect(one.usage.prompt_tokens).toBe(ids[2]!.length);
   });
 
@@ -234,7 +228,7 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
       Promise.all(inputs.map((t) => client.embeddings.create({ model: 'tiny', input: t }))),
     ]);
     expect(comps).toEqual(wantText.map((w) => w.text));
-    embs.forEach((r, i) => expect(maxDiff(r.data[0]!.embedding, wantVec[i]!)).toBeLessThanOrEqual(1e-6));
+    embs.forEach((r, i) => expect(maxAbsDiff(r.data[0]!.embedding, wantVec[i]!)).toBeLessThanOrEqual(1e-6));
   });
 
   it('/metrics: Prometheus text with the server and engine metrics after traffic', async () => {
