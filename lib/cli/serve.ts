@@ -86,7 +86,7 @@ ${commonHelp}`,
       model.dispose();
       throw err;
     }
-    if (json) out(JSON.stringify({ url: address.url, host: address.host, port: address.port, model: server.modelName, device: model.device }));
+    if (json) out(JSON.stringify({ url: address.url, host: address.host, port: address.port, model: server.modelName, device: model.device, dtype: model.dtype }));
     else out(`gpt2-node: serving '${server.modelName}' (${model.device}, ${model.dtype}) on ${address.url}`);
     await new Promise<void>((resolveStop) => {
       const stop = (signal: string) => {
