@@ -280,6 +280,31 @@ describe.skipIf(!haveFixtures)('server lifecycle: disconnects, overload, drainin
     }
   });
 
+  it('a client that disconnects during a large embedding request cancels its queued texts', async () => {
+    const server = createServer(model, { modelName: 'slow', apiKey: KEY });
+    const { url } = await server.listen(0);
+    try {
+      // 64 texts of 1000 tokens: 32 engine steps or more.
+      const input = Array.from({ length: 64 }, (_, i) => Array.from({ length: 1000 }, (_, p) => (i * 31 + p * 7) % 50000));
+      const controller = new AbortController();
+      const stepsBefore = model.engineStats.steps;
+      const request = fetch(`${url}/v1/embeddings`, { method: 'POST', signal: controller.signal,
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ model: 'slow', input }) }).catch((e: Error) => e.name);
+      await vi.waitFor(() => expect(model.engineStats.steps).toBeGreaterThanOrEqual(stepsBefore + 2), { timeout: 60_000, interval: 5 });
+      controller.abort();
+      expect(await request).toBe('AbortError');
+      await vi.waitFor(() => expect(server.inFlight).toBe(0), { timeout: 10_000, interval: 20 });
+      const stepsAtAbort = model.engineStats.steps;
+      const r = await post(`${url}/v1/embeddings`, { model: 'slow', input: 'after', encoding_format: 'float' }, { authorization: `Bearer ${KEY}` });
+      expect(r.status).toBe(200);
+      expect(model.engineStats.steps - stepsAtAbort).toBeLessThan(5); // it did not wait behind the cancelled texts
+      expect(stepsAtAbort - stepsBefore).toBeLessThan(32);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('over --max-concurrent: 429 with Retry-After; in flight again once one finishes', async () => {
     const server = createServer(model, { modelName: 'slow', apiKey: KEY, maxConcurrent: 1, retryAfterSeconds: 2 });
     const { url } = await server.listen(0);
@@ -302,7 +327,7 @@ describe.skipIf(!haveFixtures)('server lifecycle: disconnects, overload, drainin
   it('close() drains: the running completion finishes, new requests get 503 or are refused, then close resolves', async () => {
     const server = createServer(model, { modelName: 'slow', apiKey: KEY });
     const { url } = await server.listen(0);
-    const { reader } = await startStream(url, { prompt: 'Hello', max_tokens: 200, temperature: 0 });
+    const { reader } = await startStream(url, { prompt: 'Hello', max_tokens: 60, temperature: 0 });
     let closed = false;
     const closing = server.close().then(() => { closed = true; });
     expect(server.draining).toBe(true);
@@ -316,6 +341,21 @@ describe.skipIf(!haveFixtures)('server lifecycle: disconnects, overload, drainin
     expect(rest).toMatch(/"finish_reason":"(length|stop)"/);
     expect(rest.trimEnd().endsWith('data: [DONE]')).toBe(true);
     await closing;
+    expect(server.inFlight).toBe(0);
+  });
+  it('a drain that times out stops the remaining work: a stream gets an error event, a plain request 503', async () => {
+    const server = createServer(model, { modelName: 'slow', apiKey: KEY, drainTimeoutMs: 300 });
+    const { url } = await server.listen(0);
+    const { reader } = await startStream(url, { prompt: 'Hello', max_tokens: 1000 });
+    const plain = post(`${url}/v1/completions`, { model: 'slow', prompt: 'Hi', max_tokens: 1000 }, { authorization: `Bearer ${KEY}` });
+    await vi.waitFor(() => expect(server.inFlight).toBe(2), { timeout: 10_000, interval: 5 });
+    await server.close();
+    const rest = await drainReader(reader);
+    expect(rest).toMatch(/data: \{"error":\{"message":"The server is shutting down[^"]*","type":"server_error","param":null,"code":"server_shutting_down"\}\}/);
+    expect(rest).not.toMatch(/\[DONE\]/);
+    const r = await plain;
+    expectOpenAIError(r, 503);
+    expect(r.json.error.code).toBe('server_shutting_down');
     expect(server.inFlight).toBe(0);
   });
 });
@@ -339,7 +379,7 @@ describe.skipIf(!haveFixtures)('gpt2-node serve (the CLI)', () => {
         });
         child.on('exit', () => reject(new Error(`serve exited: ${stderr}`)));
       });
-      const { reader } = await startStream(url, { prompt: 'Hello', max_tokens: 200, temperature: 0 });
+      const { reader } = await startStream(url, { prompt: 'Hello', max_tokens: 60, temperature: 0 });
       child.kill('SIGTERM');
       const rest = await drainReader(reader);
       expect(rest).toMatch(/"finish_reason":"(length|stop)"/);

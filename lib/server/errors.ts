@@ -1,6 +1,7 @@
 // HTTP errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}. Every 4xx/5xx
 // the server sends is one of these (the openai client reads message, type, param and code).
 import type { ServerResponse } from 'node:http';
+import { ErrorCode } from '../errors.js';
 
 export type OpenAIErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
 
@@ -36,6 +37,10 @@ export function toHttpError(err: unknown): HttpError {
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if ((err instanceof TypeError || err instanceof RangeError) && typeof e.code === 'string' && e.code.startsWith('ERR_GPT2')) {
     return badRequest(message, null, e.code);
+  }
+  // Work the server itself stopped (the drain timed out, or the model was disposed).
+  if (e?.code === ErrorCode.Aborted || e?.code === ErrorCode.Disposed) {
+    return new HttpError(503, `${message} (the server is shutting down)`, 'server_error', null, 'server_shutting_down');
   }
   return new HttpError(500, message, 'server_error', null, typeof e?.code === 'string' ? e.code : null);
 }

@@ -106,9 +106,19 @@ async function tokenize(items: (string | number[])[], param: string, ctx: Endpoi
   return ids;
 }
 
-function checkAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw new HttpError(499, 'The client closed the request.', 'invalid_request_error', null, 'client_closed_request');
+/** Why a request was aborted: the server's reason (an HttpError, e.g. the drain timed out), else the client left. */
+function abortReason(signal: AbortSignal): HttpError {
+  return signal.reason instanceof HttpError
+    ? signal.reason
+    : new HttpError(499, 'The client closed the request.', 'invalid_request_error', null, 'client_closed_request');
 }
+
+function checkAborted(signal: AbortSignal): void {
+  if (signal.aborted) throw abortReason(signal);
+}
+
+/** The server, not the client, stopped this request: it still gets an answer. */
+const serverAborted = (signal: AbortSignal) => signal.aborted && signal.reason instanceof HttpError;
 
 // ---------------------------------------------------------------------------------------------
 // POST /v1/embeddings
@@ -133,7 +143,8 @@ export async function embeddings(body: unknown, ctx: EndpointContext): Promise<o
   ctx.metrics.activeSequences.inc(ids.length);
   let vectors: Float32Array[];
   try {
-    vectors = await ctx.model.embed(ids, { pooling: ctx.embedding.pooling, normalize: ctx.embedding.normalize });
+    // A client that goes away cancels its queued texts (signal).
+    vectors = await ctx.model.embed(ids, { pooling: ctx.embedding.pooling, normalize: ctx.embedding.normalize, signal: ctx.signal });
   } finally {
     ctx.metrics.activeSequences.dec(ids.length);
   }
@@ -352,7 +363,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
       }
       for await (const t of c.generation) {
         onFirstToken();
-        if (ctx.signal.aborted) continue; // let the generation finish its abort
+        if (ctx.signal.aborted) continue; // let the generation finish its abort (within a step)
         if (t.text === '' && started.logprobs === null) continue; // inside a character or a possible stop string
         await send(chunk(c.index, t.text, started.logprobs === null ? null : logprobsOf([t], ctx.model, offset, withTop), null));
         offset += t.text.length;
@@ -361,7 +372,8 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
       if (r.finishReason !== 'abort') await send(chunk(c.index, '', null, finishReason(r)));
       return r;
     })));
-    if (ctx.signal.aborted) return;
+    if (ctx.signal.aborted && !serverAborted(ctx.signal)) return; // nobody to answer
+    checkAborted(ctx.signal);
     checkNotAborted(results, ctx);
     const usage = usageOf(choices, results);
     recordUsage(ctx, usage);
@@ -370,7 +382,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
     res.end();
   } catch (err) {
     // Headers are out: the error goes as an event (the openai client throws it as an APIError).
-    await writeEvent(res, JSON.stringify(toHttpError(err).toJSON()));
+    await writeEvent(res, JSON.stringify((serverAborted(ctx.signal) ? abortReason(ctx.signal) : toHttpError(err)).toJSON()));
     res.end();
   }
 }

@@ -162,7 +162,10 @@ export class Gpt2Server {
       timer = setTimeout(() => resolve(true), this.#opts.drainTimeoutMs);
     });
     if (await Promise.race([idle().then(() => false), timedOut])) {
-      for (const r of this.#active) r.controller.abort(); // generations end within one engine step
+      // Generations end within one engine step; the requests answer 503 (an error event if streaming).
+      const reason = new HttpError(503, `The server is shutting down and stopped this request after ${this.#opts.drainTimeoutMs} ms.`,
+        'server_error', null, 'server_shutting_down');
+      for (const r of this.#active) r.controller.abort(reason);
       await idle();
     }
     clearTimeout(timer);
