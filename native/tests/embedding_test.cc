@@ -70,6 +70,23 @@ double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
+// Plans one step of `src` under a token budget (with every free KV block); returns its inputs.
+std::vector<SequenceInput> plan_step(GPT2Model& m, EmbeddingSource& src, int64_t tokens) {
+  std::vector<SequenceInput> step;
+  StepBudget budget;
+  budget.tokens = tokens;
+  budget.free_blocks = m.kv_cache().free_blocks();
+  src.plan(step, budget);
+  return step;
+}
+
+// Completes the planned step of n inputs with dummy vectors.
+void complete_step(EmbeddingSource& src, size_t n) {
+  std::vector<SequenceOutput> out(n);
+  for (auto& o : out) o.hidden.assign(32, 1.0f);
+  src.complete(out);
+}
+
 // Adds one input with an out-of-range token id to the next step (once), failing it.
 class PoisonSource : public WorkSource {
  public:
@@ -146,16 +163,9 @@ TEST(plan_starts_with_the_oldest_and_groups_by_length) {
   auto job = w.job({text(4, 0), text(30, 1), text(5, 2), text(31, 3), text(6, 4), text(29, 5), text(4, 6)});
   src.submit(job);
   auto plan = [&](int64_t tokens) {
-    std::vector<SequenceInput> step;
-    StepBudget budget;
-    budget.tokens = tokens;
-    budget.free_blocks = model->kv_cache().free_blocks();
-    src.plan(step, budget);
     std::vector<int32_t> sizes;
-    for (auto& in : step) sizes.push_back(in.n);
-    std::vector<SequenceOutput> out(step.size());
-    for (auto& o : out) o.hidden.assign(32, 1.0f);
-    src.complete(out);
+    for (auto& in : plan_step(*model, src, tokens)) sizes.push_back(in.n);
+    complete_step(src, sizes.size());
     return sizes;
   };
   // Oldest = 4 tokens; then the closest lengths until 40 tokens: 4, 5, 6 (29 does not fit).
@@ -215,19 +225,8 @@ TEST(cancel_ends_a_job_and_drops_its_queued_and_running_items) {
   auto b = w.job({text(30, 4)});
   src.submit(a);
   src.submit(b);
-  auto plan = [&](int64_t tokens) {
-    std::vector<SequenceInput> step;
-    StepBudget budget;
-    budget.tokens = tokens;
-    budget.free_blocks = model->kv_cache().free_blocks();
-    src.plan(step, budget);
-    return step;
-  };
-  auto complete = [&](size_t n) {
-    std::vector<SequenceOutput> out(n);
-    for (auto& o : out) o.hidden.assign(32, 1.0f);
-    src.complete(out);
-  };
+  auto plan = [&](int64_t tokens) { return plan_step(*model, src, tokens); };
+  auto complete = [&](size_t n) { complete_step(src, n); };
   // a's first text runs; a is cancelled meanwhile: done() at once, with ERR_GPT2_ABORTED.
   auto step = plan(10);
   CHECK(step.size() == 1 && step[0].n == 10);
