@@ -81,6 +81,8 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
     hub.requests.length = 0;
     hub.dropOnce.clear();
     hub.corrupt.clear();
+    hub.ignoreRange = false;
+    hub.relativeCdnHop = false;
   });
   afterEach(() => rmSync(home, { recursive: true, force: true }));
 
@@ -253,6 +255,43 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
     expect(readFileSync(join(r.path, 'model.safetensors')).equals(want)).toBe(true);
   });
 
+  it('a complete .incomplete left by a crash is checked, not downloaded again; a wrong one is replaced', async () => {
+    const want = tinyRepo().files['model.safetensors']!;
+    const partial = join(repoDir(), 'blobs', `${sha256(want)}.incomplete`);
+    mkdirSync(join(repoDir(), 'blobs'), { recursive: true });
+    writeFileSync(partial, want);
+    await pullModel(REPO);
+    expect(hub.count('GET', 'cdn')).toBe(0);
+    rmSync(join(repoDir()), { recursive: true });
+    mkdirSync(join(repoDir(), 'blobs'), { recursive: true });
+    const bad = Buffer.from(want);
+    bad[0]! ^= 1;
+    writeFileSync(partial, bad);
+    const r = await pullModel(REPO);
+    expect(hub.requests.filter((q) => q.server === 'cdn').map((q) => q.range)).toEqual([undefined]);
+    expect(readFileSync(join(r.path, 'model.safetensors')).equals(want)).toBe(true);
+  });
+
+  it('a server that answers a Range request with 200 gets the download restarted from 0', async () => {
+    const want = tinyRepo().files['model.safetensors']!;
+    mkdirSync(join(repoDir(), 'blobs'), { recursive: true });
+    writeFileSync(join(repoDir(), 'blobs', `${sha256(want)}.incomplete`), want.subarray(0, 5000));
+    hub.ignoreRange = true;
+    const r = await pullModel(REPO);
+    expect(hub.requests.filter((q) => q.server === 'cdn').map((q) => q.range)).toEqual(['bytes=5000-']);
+    expect(readFileSync(join(r.path, 'model.safetensors')).equals(want)).toBe(true);
+  });
+
+  it('follows a relative Location from the CDN', async () => {
+    hub.relativeCdnHop = true;
+    const r = await pullModel(REPO);
+    expect(hub.requests.filter((q) => q.server === 'cdn').map((q) => q.path.split('?')[0])).toEqual([
+      `/hop/blobs/${r.files[1]!.etag}`,
+      `/blobs/${r.files[1]!.etag}`,
+    ]);
+    expect(sha256(readFileSync(join(r.path, 'model.safetensors')))).toBe(r.files[1]!.etag);
+  });
+
   it('wrong bytes: a checksum error naming both hashes, no blob, no snapshot entry, no .incomplete', async () => {
     hub.corrupt.add('model.safetensors');
     const etag = sha256(tinyRepo().files['model.safetensors']!);
@@ -263,6 +302,15 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
     expect(existsSync(join(repoDir(), 'snapshots', COMMIT, 'model.safetensors'))).toBe(false);
     expect(readdirSync(join(repoDir(), 'blobs')).filter((n) => n.startsWith(etag))).toEqual([]);
     expect(existsSync(join(repoDir(), 'refs', 'main'))).toBe(false);
+    // A file kept in git is checked against its git blob sha1.
+    hub.corrupt.clear();
+    hub.corrupt.add('vocab.json');
+    await expect(pullModel(REPO)).rejects.toMatchObject({
+      code: ErrorCode.FileFormat,
+      message: expect.stringMatching(new RegExp(`vocab\\.json: checksum mismatch, expected git blob sha1 ${gitSha1(tinyRepo().files['vocab.json']!)} `)),
+    });
+    expect(existsSync(join(repoDir(), 'snapshots', COMMIT, 'vocab.json'))).toBe(false);
+    expect(readdirSync(join(repoDir(), 'blobs')).some((n) => n.endsWith('.incomplete'))).toBe(false);
   });
 
   it('404: repository or file not found', async () => {

@@ -5,8 +5,11 @@ import { checkHubId, checkRevision } from '../hub/settings.js';
 import { commonHelp, UsageError, type CliCommand } from './command.js';
 import { Progress } from './progress.js';
 
-/** One Progress line per downloaded file; cached files get one short line. */
-function progressPrinter(stream: NodeJS.WritableStream): (p: DownloadProgress) => void {
+/**
+ * An onProgress for resolveModel/pullModel in the CLI: one Progress line per downloaded file,
+ * one short line per cached file (also for --model <hub-id> in other commands).
+ */
+export function downloadProgressPrinter(stream: NodeJS.WritableStream): (p: DownloadProgress) => void {
   let current: { file: string; bar: Progress } | null = null;
   return (p) => {
     if (p.cached) {
@@ -51,7 +54,7 @@ ${commonHelp}`,
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
-    const result = await pullModel(id, { revision, onProgress: progressPrinter(process.stderr) });
+    const result = await pullModel(id, { revision, onProgress: downloadProgressPrinter(process.stderr) });
     out(json ? JSON.stringify(result, null, 2) : result.path);
   },
 };

@@ -67,7 +67,7 @@ function rangeStart(res: Response): number | null {
  * One GET into the .incomplete file, from its current size. Resolves when the body ended;
  * throws a FileIO error (with `url`, no `status`) when the connection dropped or went idle.
  */
-async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }): Promise<void> {
+async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }, transfer: { received: number }): Promise<void> {
   let offset = await sizeOf(d.incompletePath);
   if (d.size !== null && offset > d.size) offset = 0; // longer than the file: not ours, start over
   const idle = new AbortController();
@@ -126,6 +126,7 @@ async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }): Promis
           await fh.write(buf, 0, buf.length, bytes);
           sha256.hash?.update(buf);
           bytes += buf.length;
+          transfer.received += buf.length;
           d.onBytes(bytes, d.size);
         }
       }
@@ -143,33 +144,44 @@ async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }): Promis
   }
 }
 
+/** The hash the etag promises, of the file at `path` (null for an opaque etag). */
+async function contentHash(kind: EtagKind, path: string): Promise<string | null> {
+  if (kind === 'git-sha1') return gitBlobSha1(path);
+  if (kind === 'opaque') return null;
+  const hash = createHash('sha256');
+  await hashFile(hash, path);
+  return hash.digest('hex');
+}
+
 /** Downloads and verifies the blob; resolves once blobs/<etag> is in place. */
 export async function downloadBlob(d: BlobDownload): Promise<void> {
   await mkdir(dirname(d.incompletePath), { recursive: true });
   const kind = etagKind(d.etag);
+  // A complete .incomplete (a crash before the rename) only needs checking.
+  if (d.size !== null && d.size > 0 && (await sizeOf(d.incompletePath)) === d.size) {
+    if ((await contentHash(kind, d.incompletePath)) === (kind === 'opaque' ? null : d.etag)) return rename(d.incompletePath, d.blobPath);
+    await unlink(d.incompletePath);
+  }
   const sha256 = { hash: kind === 'sha256' ? createHash('sha256') : null };
   for (let attempt = 0; ; attempt++) {
-    const before = await sizeOf(d.incompletePath);
+    const transfer = { received: 0 };
     try {
-      await fetchInto(d, sha256);
+      await fetchInto(d, sha256, transfer);
     } catch (err) {
       // Resume only a transfer that made progress; HTTP errors and aborts are final.
       const e = err as HubError;
-      const progressed = (await sizeOf(d.incompletePath)) > before;
-      if (e.code !== ErrorCode.FileIO || e.status !== undefined || !progressed || attempt >= MAX_RESUMES) throw err;
+      if (e.code !== ErrorCode.FileIO || e.status !== undefined || transfer.received === 0 || attempt >= MAX_RESUMES) throw err;
       continue;
     }
     const got = await sizeOf(d.incompletePath);
-    if (d.size !== null && got < d.size && attempt < MAX_RESUMES) continue; // ended early: resume
+    if (d.size !== null && got < d.size && transfer.received > 0 && attempt < MAX_RESUMES) continue; // ended early: resume
     if (d.size !== null && got !== d.size) {
       await unlink(d.incompletePath).catch(() => {});
       throw hubError(`${d.file}: downloaded ${got} bytes, the hub said ${d.size}; the partial file was removed, run again`, ErrorCode.FileFormat, { url: d.url });
     }
     break;
   }
-  let actual: string | null = null;
-  if (kind === 'sha256') actual = sha256.hash!.digest('hex');
-  else if (kind === 'git-sha1') actual = await gitBlobSha1(d.incompletePath);
+  const actual = kind === 'sha256' ? sha256.hash!.digest('hex') : await contentHash(kind, d.incompletePath);
   if (actual !== null && actual !== d.etag) {
     await unlink(d.incompletePath).catch(() => {});
     const algo = kind === 'sha256' ? 'sha256' : 'git blob sha1';

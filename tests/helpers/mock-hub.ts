@@ -43,8 +43,12 @@ export class MockHub {
   readonly requests: RecordedRequest[] = [];
   /** Files whose next CDN GET stops after half the bytes (then the socket is destroyed). */
   readonly dropOnce = new Set<string>();
-  /** Files whose CDN GETs send bytes that do not match the etag. */
+  /** Files whose GETs (hub or CDN) send bytes that do not match the etag. */
   readonly corrupt = new Set<string>();
+  /** The CDN answers Range requests with the whole file (200), as some servers do. */
+  ignoreRange = false;
+  /** The hub's LFS redirect goes to a CDN path that redirects again with a relative Location. */
+  relativeCdnHop = false;
   url = '';
   cdnUrl = '';
   readonly #hub = createServer((req, res) => this.#serveHub(req, res));
@@ -80,6 +84,14 @@ export class MockHub {
     this.requests.push({ server, method: req.method ?? '', path: req.url ?? '', file, authorization: req.headers.authorization, range: req.headers.range });
   }
 
+  /** The content, or a copy with one byte flipped when `file` is in `corrupt`. */
+  #maybeCorrupt(file: string, content: Buffer): Buffer {
+    if (!this.corrupt.has(file)) return content;
+    const bad = Buffer.from(content);
+    bad[bad.length >> 1]! ^= 0xff;
+    return bad;
+  }
+
   #serveHub(req: IncomingMessage, res: ServerResponse): void {
     const path = new URL(req.url ?? '/', this.url).pathname;
     const parts = path.split('/').slice(1);
@@ -110,7 +122,7 @@ export class MockHub {
       const etag = sha256(content);
       const pointer = `version https://git-lfs.github.com/spec/v1\noid sha256:${etag}\nsize ${content.length}\n`;
       res.writeHead(302, {
-        Location: `${this.cdnUrl}/blobs/${etag}?name=${encodeURIComponent(file)}`,
+        Location: `${this.cdnUrl}/${this.relativeCdnHop ? 'hop/' : ''}blobs/${etag}?name=${encodeURIComponent(file)}`,
         'X-Repo-Commit': repo.commit,
         ETag: `"${gitSha1(Buffer.from(pointer))}"`,
         'X-Linked-Etag': `"${etag}"`,
@@ -120,11 +132,16 @@ export class MockHub {
       return void res.end();
     }
     res.writeHead(200, { 'X-Repo-Commit': repo.commit, ETag: `"${gitSha1(content)}"`, 'Content-Length': String(content.length) });
-    res.end(req.method === 'HEAD' ? undefined : content);
+    res.end(req.method === 'HEAD' ? undefined : this.#maybeCorrupt(file, content));
   }
 
   #serveCdn(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', this.cdnUrl);
+    if (url.pathname.startsWith('/hop/')) {
+      this.#record('cdn', req, url.searchParams.get('name'));
+      res.writeHead(307, { Location: `../../${url.pathname.slice('/hop/'.length)}${url.search}` });
+      return void res.end();
+    }
     const stored = this.#blobs.get(url.pathname.replace(/^\/blobs\//, ''));
     const blob = stored && { content: stored, file: url.searchParams.get('name') ?? '' };
     this.#record('cdn', req, blob?.file ?? null);
@@ -132,12 +149,8 @@ export class MockHub {
       res.writeHead(404);
       return void res.end();
     }
-    let content = blob.content;
-    if (this.corrupt.has(blob.file)) {
-      content = Buffer.from(content);
-      content[content.length >> 1] ^= 0xff;
-    }
-    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const content = this.#maybeCorrupt(blob.file, blob.content);
+    const m = this.ignoreRange ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const start = m ? Number(m[1]) : 0;
     if (start >= content.length && content.length > 0) {
       res.writeHead(416, { 'Content-Range': `bytes */${content.length}` });
