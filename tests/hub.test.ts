@@ -80,6 +80,7 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
     process.env.HF_ENDPOINT = hub.url;
     hub.requests.length = 0;
     hub.dropOnce.clear();
+    hub.stallOnce.clear();
     hub.corrupt.clear();
     hub.ignoreRange = false;
     hub.relativeCdnHop = false;
@@ -88,7 +89,10 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
 
   it('reads the cache folder, endpoint, token and offline flag like huggingface_hub', () => {
     const env = { HOME: '/h', XDG_CACHE_HOME: '/x' };
-    expect(hubSettings({}, { ...env, HF_TOKEN_PATH: '/nonexistent' })).toEqual({ endpoint: 'https://huggingface.co', cacheDir: '/x/huggingface/hub', token: null, offline: false });
+    expect(hubSettings({}, { ...env, HF_TOKEN_PATH: '/nonexistent' })).toEqual({
+      endpoint: 'https://huggingface.co', cacheDir: '/x/huggingface/hub', token: null, offline: false, etagTimeoutMs: 10_000, downloadTimeoutMs: 10_000,
+    });
+    expect(hubSettings({}, { HF_HUB_ETAG_TIMEOUT: '2.5', HF_HUB_DOWNLOAD_TIMEOUT: '60' })).toMatchObject({ etagTimeoutMs: 2500, downloadTimeoutMs: 60_000 });
     expect(hubSettings({}, { ...env, HF_HOME: '/hf' }).cacheDir).toBe('/hf/hub');
     expect(hubSettings({}, { ...env, HF_HOME: '/hf', HF_HUB_CACHE: '/c' }).cacheDir).toBe('/c');
     expect(hubSettings({}, { HF_ENDPOINT: 'http://mirror/' }).endpoint).toBe('http://mirror');
@@ -243,6 +247,21 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
     const want = tinyRepo().files['model.safetensors']!;
     expect(sha256(readFileSync(join(r.path, 'model.safetensors')))).toBe(sha256(want));
     expect(readdirSync(join(repoDir(), 'blobs')).some((n) => n.endsWith('.incomplete'))).toBe(false);
+  });
+
+  it('a download that stalls (no bytes for HF_HUB_DOWNLOAD_TIMEOUT) is dropped and resumed', async () => {
+    hub.stallOnce.add('model.safetensors');
+    const r = await pullModel(REPO, { downloadTimeoutMs: 300 });
+    const ranges = hub.requests.filter((q) => q.server === 'cdn').map((q) => q.range);
+    expect(ranges).toHaveLength(2);
+    expect(ranges[1]).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(sha256(readFileSync(join(r.path, 'model.safetensors')))).toBe(r.files[1]!.etag);
+  });
+
+  it('a bad HF_ENDPOINT is a TypeError', async () => {
+    process.env.HF_ENDPOINT = 'ftp://example';
+    await expect(pullModel(REPO)).rejects.toMatchObject({ name: 'TypeError', message: expect.stringMatching(/HF_ENDPOINT/) });
+    await expect(pullModel(REPO, { endpoint: 'not a url' })).rejects.toThrow(TypeError);
   });
 
   it('resumes a .incomplete file an earlier process left behind', async () => {

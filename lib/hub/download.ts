@@ -11,8 +11,6 @@ import { abortError, getFollowing, hubError, httpError, type HubError } from './
 
 /** How many times a download that stopped mid-way is resumed within one call. */
 const MAX_RESUMES = 3;
-/** A response body that sends nothing for this long counts as dropped. */
-const IDLE_MS = 30_000;
 
 export type EtagKind = 'sha256' | 'git-sha1' | 'opaque';
 
@@ -46,6 +44,8 @@ export interface BlobDownload {
   incompletePath: string;
   blobPath: string;
   signal?: AbortSignal;
+  /** A response that sends nothing for this long counts as dropped (and is resumed). */
+  idleMs: number;
   onBytes: (bytes: number, total: number | null) => void;
 }
 
@@ -74,7 +74,7 @@ async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }, transfe
   let timer: NodeJS.Timeout | undefined;
   const arm = () => {
     clearTimeout(timer);
-    timer = setTimeout(() => idle.abort(new Error(`no data for ${IDLE_MS / 1000} s`)), IDLE_MS);
+    timer = setTimeout(() => idle.abort(), d.idleMs);
   };
   const signal = d.signal ? AbortSignal.any([idle.signal, d.signal]) : idle.signal;
   const get = (from: number) =>
@@ -87,7 +87,7 @@ async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }, transfe
   const interrupted = (err: unknown) => {
     if (d.signal?.aborted) return abortError(d.signal);
     if (!idle.signal.aborted && (err as HubError).code !== ErrorCode.Aborted) return err;
-    return hubError(`${d.file}: download interrupted after ${bytes} bytes (no data for ${IDLE_MS / 1000} s) [${url}]`, ErrorCode.FileIO, { url });
+    return hubError(`${d.file}: download interrupted after ${bytes} bytes (no data for ${d.idleMs / 1000} s) [${url}]`, ErrorCode.FileIO, { url });
   };
   try {
     arm();

@@ -4,7 +4,7 @@
 // huggingface_hub's hf_hub_download: HEAD each file for its commit and etag, reuse what the
 // cache has, else download the blob (resumable, hash-checked) and link it into the snapshot.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { ErrorCode } from '../errors.js';
+import { ErrorCode, withCode } from '../errors.js';
 import { isFile, RepoCache, shardNames, weightFilesIn } from './cache.js';
 import { downloadBlob, etagKind } from './download.js';
 import { fileMetadata, headFollowingSameOrigin, hubError, httpError, isNetworkError } from './http.js';
@@ -60,7 +60,6 @@ const WEIGHTS = 'model.safetensors';
 const WEIGHTS_INDEX = 'model.safetensors.index.json';
 /** Tokenizer and generation files: fetched when the repo has them. Never pytorch_model.bin. */
 export const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
-const HEAD_TIMEOUT_MS = 10_000;
 
 /** True when `s` names an existing local folder (then it is used as is, never downloaded). */
 export function isLocalModelDir(s: string): boolean {
@@ -115,7 +114,11 @@ class Pull {
   ) {
     this.headers = { 'User-Agent': `gpt2-node; node/${process.version}` };
     if (settings.token !== null) this.headers.Authorization = `Bearer ${settings.token}`;
-    this.hubOrigin = new URL(settings.endpoint).origin;
+    const endpoint = URL.canParse(settings.endpoint) ? new URL(settings.endpoint) : null;
+    if (endpoint?.protocol !== 'http:' && endpoint?.protocol !== 'https:') {
+      throw withCode(new TypeError(`hub endpoint (HF_ENDPOINT) must be an http(s) URL (got '${settings.endpoint}')`), ErrorCode.InvalidArg);
+    }
+    this.hubOrigin = endpoint.origin;
   }
 
   progress(p: DownloadProgress): void {
@@ -133,7 +136,7 @@ class Pull {
     const { res, url } = await headFollowingSameOrigin(resolveUrl, {
       headers: { ...this.headers, 'Accept-Encoding': 'identity' },
       signal: this.opts.signal,
-      timeoutMs: HEAD_TIMEOUT_MS,
+      timeoutMs: settings.etagTimeoutMs,
     });
     const commit = res.headers.get('x-repo-commit');
     if (res.status === 404 && optional) {
@@ -176,6 +179,7 @@ class Pull {
           incompletePath: `${blob}.incomplete`,
           blobPath: blob,
           signal: this.opts.signal,
+          idleMs: settings.downloadTimeoutMs,
           onBytes: (bytes, total) => this.progress({ file, bytes, total, done: false }),
         });
         return true;

@@ -14,6 +14,10 @@ export interface HubSettings {
   cacheDir: string;
   token: string | null;
   offline: boolean;
+  /** HEAD requests give up after this long (HF_HUB_ETAG_TIMEOUT, seconds, default 10). */
+  etagTimeoutMs: number;
+  /** A download that receives nothing for this long is dropped and resumed (HF_HUB_DOWNLOAD_TIMEOUT, default 10 s). */
+  downloadTimeoutMs: number;
 }
 
 export interface HubOverrides {
@@ -22,6 +26,8 @@ export interface HubOverrides {
   /** null: send no token even when HF_TOKEN is set. */
   token?: string | null;
   offline?: boolean;
+  etagTimeoutMs?: number;
+  downloadTimeoutMs?: number;
 }
 
 const TRUE_VALUES = new Set(['1', 'ON', 'YES', 'TRUE']);
@@ -33,6 +39,11 @@ function nonEmpty(v: string | undefined): string | undefined {
 /** HF_HOME, default $XDG_CACHE_HOME/huggingface or ~/.cache/huggingface. */
 export function hfHome(env: NodeJS.ProcessEnv = process.env): string {
   return nonEmpty(env.HF_HOME) ?? join(nonEmpty(env.XDG_CACHE_HOME) ?? join(homedir(), '.cache'), 'huggingface');
+}
+
+function secondsMs(v: string | undefined, fallbackMs: number): number {
+  const n = Number(v);
+  return v !== undefined && v.trim() !== '' && Number.isFinite(n) && n > 0 ? n * 1000 : fallbackMs;
 }
 
 function tokenFrom(env: NodeJS.ProcessEnv): string | null {
@@ -54,6 +65,8 @@ export function hubSettings(o: HubOverrides = {}, env: NodeJS.ProcessEnv = proce
     cacheDir,
     token: o.token !== undefined ? o.token : tokenFrom(env),
     offline: o.offline ?? TRUE_VALUES.has((env.HF_HUB_OFFLINE ?? '').trim().toUpperCase()),
+    etagTimeoutMs: o.etagTimeoutMs ?? secondsMs(env.HF_HUB_ETAG_TIMEOUT, 10_000),
+    downloadTimeoutMs: o.downloadTimeoutMs ?? secondsMs(env.HF_HUB_DOWNLOAD_TIMEOUT, 10_000),
   };
 }
 

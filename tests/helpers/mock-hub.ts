@@ -43,6 +43,8 @@ export class MockHub {
   readonly requests: RecordedRequest[] = [];
   /** Files whose next CDN GET stops after half the bytes (then the socket is destroyed). */
   readonly dropOnce = new Set<string>();
+  /** Files whose next CDN GET sends half the bytes, then nothing (the connection stays open). */
+  readonly stallOnce = new Set<string>();
   /** Files whose GETs (hub or CDN) send bytes that do not match the etag. */
   readonly corrupt = new Set<string>();
   /** The CDN answers Range requests with the whole file (200), as some servers do. */
@@ -165,6 +167,10 @@ export class MockHub {
     if (this.dropOnce.delete(blob.file)) {
       // Half the file, then the connection is gone (a network drop mid-download).
       res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.destroy(), 20));
+      return;
+    }
+    if (this.stallOnce.delete(blob.file)) {
+      res.write(body.subarray(0, body.length >> 1));
       return;
     }
     res.end(body);
