@@ -17,6 +17,7 @@ export function downloadProgressPrinter(stream: NodeJS.WritableStream): (p: Down
       return;
     }
     if (current?.file !== p.file) {
+      if (p.bytes === 0 && !p.done) return; // the bar starts with the first bytes
       current = { file: p.file, bar: new Progress({ unit: 'B', label: p.file, total: p.total, stream }) };
     }
     current.bar.setTotal(p.total);

@@ -112,8 +112,11 @@ async function fetchInto(d: BlobDownload, sha256: { hash: Hash | null }, transfe
       throw hubError(`${d.file}: asked to resume from byte ${offset}, the server sent ${res.headers.get('content-range')} [${url}]`, ErrorCode.FileIO, { url, status: 206 });
     }
     if (sha256.hash) {
+      // Re-read the part already on disk (the idle clock stops meanwhile: a big prefix takes a while).
+      clearTimeout(timer);
       sha256.hash = createHash('sha256');
       await hashFile(sha256.hash, d.incompletePath, offset);
+      arm();
     }
     bytes = offset;
     const fh = await open(d.incompletePath, offset === 0 ? 'w' : 'r+');

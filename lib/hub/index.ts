@@ -153,6 +153,9 @@ class Pull {
     }
     const { etag } = meta;
     const c = meta.commit;
+    if (COMMIT_HASH.test(revision) && c !== revision) {
+      throw hubError(`${what}: asked for commit ${revision}, the server answered for commit ${c} [${url}]`, ErrorCode.FileIO, { url });
+    }
     const done = (cached: boolean) => {
       const entry = fileEntry(cache, c, file, etag, cached);
       this.progress({ file, bytes: entry.size, total: entry.size, done: true, cached });
