@@ -2,7 +2,7 @@
 // (tests/helpers/mock-hub.ts): the cache layout huggingface_hub writes, reuse, resume, checksum
 // failures, gated repos and tokens, offline mode, sharded checkpoints, id checks, `gpt2-node pull`.
 import { spawn } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, existsSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, existsSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -402,6 +402,28 @@ describe.skipIf(!haveFixtures)('hub downloads', () => {
     const lock = join(cache, '.locks', 'models--test-org--tiny-gpt2', `${etag}.node.lock`);
     mkdirSync(join(lock, '..'), { recursive: true });
     writeFileSync(lock, JSON.stringify({ pid: dead.pid, host: (await import('node:os')).hostname() }));
+    await pullModel(REPO);
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  it('a live lock makes the pull wait; one not refreshed for 30 s counts as stale', async () => {
+    const etag = sha256(tinyRepo().files['model.safetensors']!);
+    const lock = join(cache, '.locks', 'models--test-org--tiny-gpt2', `${etag}.node.lock`);
+    mkdirSync(join(lock, '..'), { recursive: true });
+    const holder = JSON.stringify({ pid: process.pid, host: (await import('node:os')).hostname() });
+    writeFileSync(lock, holder);
+    let settled = false;
+    const p = pullModel(REPO).finally(() => (settled = true));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(settled).toBe(false);
+    expect(hub.count('GET', 'cdn')).toBe(0);
+    rmSync(lock);
+    await p;
+    expect(hub.count('GET', 'cdn')).toBe(1);
+    rmSync(repoDir(), { recursive: true });
+    writeFileSync(lock, holder);
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(lock, old, old);
     await pullModel(REPO);
     expect(existsSync(lock)).toBe(false);
   });
