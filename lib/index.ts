@@ -15,3 +15,5 @@ export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
 export type { EmbedOptions, EmbedInput, EmbedWindow, Pooling, Truncate } from './embed.js';
 export { SemanticIndex } from './semantic-index.js';
 export type { SemanticIndexOptions, SearchOptions, SearchHit } from './semantic-index.js';
+export { pullModel, resolveModel } from './hub/index.js';
+export type { DownloadProgress, PullResult, PulledFile, ResolveOptions } from './hub/index.js';
