@@ -18,3 +18,5 @@ export type { SemanticIndexOptions, SearchOptions, SearchHit } from './semantic-
 export { createServer, Gpt2Server } from './server/server.js';
 export type { ServerOptions } from './server/server.js';
 export { ServerMetrics } from './server/metrics.js';
+export { pullModel, resolveModel } from './hub/index.js';
+export type { DownloadProgress, PullResult, PulledFile, ResolveOptions } from './hub/index.js';

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, Model, type Gpt2Server } from '../lib/index.js';
-import { cliPath, ensureDist, root } from './helpers/dist.js';
+import { buildDistIfStale, cli as cliPath, root } from './helpers/cli.js';
 import { maxAbsDiff } from './helpers/arrays.js';
 import { haveFixtures, modelDir } from './helpers/fixtures.js';
 import { expectOpenAIError, post, read, readEvents } from './helpers/server.js';
@@ -361,7 +361,7 @@ describe.skipIf(!haveFixtures)('server lifecycle: disconnects, overload, drainin
 });
 
 describe.skipIf(!haveFixtures)('gpt2-node serve (the CLI)', () => {
-  beforeAll(() => ensureDist());
+  beforeAll(buildDistIfStale);
 
   it('SIGTERM lets a running stream finish with [DONE], then exits 0', async () => {
     const child = spawn(process.execPath, [cliPath, 'serve', '--random', '{"n_layer":2}', '--port', '0', '--model-name', 'slow', '--api-key', KEY],

@@ -1,8 +1,9 @@
 // The model options every model-using command shares (generate, embed, serve, bench, tokenize):
 // --model <folder or hub id> or --random <preset>, plus device, dtype and threads.
-import { resolveModel } from '../hub/index.js';
+import { isHubId, isLocalModelDir, resolveModel, type ResolveOptions } from '../hub/index.js';
 import { Model, type Device, type DType, type LoadOptions } from '../model.js';
 import { UsageError, type CommandContext, type OptionSpec } from './command.js';
+import { downloadProgressPrinter } from './pull.js';
 
 export const modelOptions: OptionSpec = {
   model: { type: 'string', short: 'm' },
@@ -44,8 +45,11 @@ export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   return o;
 }
 
-/** Loads --model (folder or hub id) or --random; exactly one must be given. */
-export async function loadModelFrom(values: CommandContext['values'], onProgress?: Parameters<typeof resolveModel>[1]): Promise<Model> {
+/**
+ * Loads --model (folder or hub id) or --random; exactly one must be given. A hub id not yet in
+ * the cache is downloaded first, with progress on stderr (as `gpt2-node pull` shows it).
+ */
+export async function loadModelFrom(values: CommandContext['values'], resolveOptions?: ResolveOptions): Promise<Model> {
   const model = values.model as string | undefined;
   const random = values.random as string | undefined;
   if ((model === undefined) === (random === undefined)) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
@@ -61,5 +65,7 @@ export async function loadModelFrom(values: CommandContext['values'], onProgress
     }
     return Model.random(config, { ...opts, seed: intOption(values, 'seed') ?? 0 });
   }
-  return Model.load(await resolveModel(model as string, onProgress), opts);
+  const m = model as string;
+  if (isLocalModelDir(m) || !isHubId(m)) return Model.load(m, opts);
+  return Model.load(await resolveModel(m, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions }), opts);
 }
