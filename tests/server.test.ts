@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, Model, type Gpt2Server } from '../lib/index.js';
-import { buildDistIfStale, cli as cliPath, root } from './helpers/cli.js';
+import { buildDistIfStale, cli as cliPath, root, runCli } from './helpers/cli.js';
 import { maxAbsDiff } from './helpers/arrays.js';
 import { haveFixtures, modelDir } from './helpers/fixtures.js';
 import { expectOpenAIError, post, read, readEvents } from './helpers/server.js';
@@ -362,6 +362,21 @@ describe.skipIf(!haveFixtures)('server lifecycle: disconnects, overload, drainin
 
 describe.skipIf(!haveFixtures)('gpt2-node serve (the CLI)', () => {
   beforeAll(buildDistIfStale);
+
+  it('usage errors exit 2 before loading a model; --help lists the flags', () => {
+    for (const args of [['serve'], ['serve', '--random', 'gpt2', '--port', '70000'], ['serve', '--random', 'gpt2', '--pooling', 'max'],
+      ['serve', '--random', 'gpt2', '--max-inputs', '0'], ['serve', '--random', 'gpt2', '--bogus']]) {
+      const r = runCli(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(/^gpt2-node: /);
+    }
+    const h = runCli(['serve', '--help']);
+    expect(h.code).toBe(0);
+    for (const flag of ['--host', '--port', '--api-key', '--model-name', '--max-body-bytes', '--max-concurrent', '--drain-timeout']) {
+      expect(h.stdout).toContain(flag);
+    }
+    expect(runCli(['--help']).stdout).toMatch(/^\s+serve\s+/m);
+  });
 
   it('SIGTERM lets a running stream finish with [DONE], then exits 0', async () => {
     const child = spawn(process.execPath, [cliPath, 'serve', '--random', '{"n_layer":2}', '--port', '0', '--model-name', 'slow', '--api-key', KEY],
