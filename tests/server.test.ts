@@ -172,6 +172,26 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
     }
   });
 
+  it('streaming with echo and logprobs: the prompt first, then one logprobs entry per token', async () => {
+    const prompt = 'Hello there';
+    const full = await client.completions.create({ model: 'tiny', prompt, max_tokens: 6, temperature: 0, logprobs: 2, echo: true });
+    const stream = await client.completions.create({ model: 'tiny', prompt, max_tokens: 6, temperature: 0, logprobs: 2, echo: true, stream: true });
+    const texts: string[] = [];
+    const tokens: string[] = [];
+    const logprobs: number[] = [];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        texts.push(c.text);
+        tokens.push(...(c.logprobs?.tokens ?? []));
+        logprobs.push(...(c.logprobs?.token_logprobs ?? []));
+      }
+    }
+    expect(texts[0]).toBe(prompt);
+    expect(texts.join('')).toBe(full.choices[0]!.text);
+    expect(tokens).toEqual(full.choices[0]!.logprobs!.tokens);
+    logprobs.forEach((lp, i) => expect(lp).toBeCloseTo(full.choices[0]!.logprobs!.token_logprobs![i]!, 5));
+  });
+
   it('GET /v1/models, /v1/models/{id} and /health', async () => {
     const list = await client.models.list();
     expect(list.data.map((m) => m.id)).toEqual(['tiny']);
