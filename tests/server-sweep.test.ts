@@ -205,6 +205,22 @@ describe.skipIf(!haveFixtures)('bad-request sweep', () => {
     }
   });
 
+  it('the sweep in parallel with good requests: every bad one gets a 4xx, every good one its correct answer', async () => {
+    const prompts = Array.from({ length: 8 }, (_, i) => `Parallel prompt ${i}`);
+    const want = await Promise.all(prompts.map((p) => model.generate(p, { maxNewTokens: 6, sampler: { temperature: 0 } }).result()));
+    const bad = bodies.filter(([name]) => !/10k|deeply/.test(name)).map(async ([name, route, body]) => {
+      const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+      const r = await raw(url, 'POST', route, payload, { 'content-type': 'application/json' });
+      expectOpenAIError(r, '4xx', `${route} ${name}`);
+    });
+    const good = prompts.map(async (p, i) => {
+      const r = await post(`${url}${C}`, { model: 'tiny', prompt: p, max_tokens: 6, temperature: 0 });
+      expect(r.status).toBe(200);
+      expect(r.json.choices[0].text).toBe(want[i]!.text);
+    });
+    await Promise.all([...bad, ...good]);
+  });
+
   it('afterwards the server still serves correct embeddings and completions', async () => {
     expect((await fetch(`${url}/health`)).status).toBe(200);
     const e = await post(`${url}${E}`, { model: 'tiny', input: ['after the sweep', 'still fine'], encoding_format: 'float' });

@@ -123,6 +123,16 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
     expect(usage).toEqual(r.usage);
   });
 
+  it('completions: an empty prompt starts from <|endoftext|>; token-id prompts equal their text', async () => {
+    const empty = await client.completions.create({ model: 'tiny', prompt: '', max_tokens: 5, temperature: 0 });
+    expect(empty.usage!.prompt_tokens).toBe(1);
+    expect(empty.choices[0]!.text).toBe((await model.generate('', { maxNewTokens: 5, sampler: { temperature: 0 } }).result()).text);
+    const ids = Array.from(model.tokenizer.encode('The meaning of life is'));
+    const byIds = await client.completions.create({ model: 'tiny', prompt: ids, max_tokens: 5, temperature: 0 });
+    const byText = await client.completions.create({ model: 'tiny', prompt: 'The meaning of life is', max_tokens: 5, temperature: 0 });
+    expect(byIds.choices[0]!.text).toBe(byText.choices[0]!.text);
+  });
+
   it('completions: n > 1 with a seed is deterministic; prompts x n get OpenAI indexes', async () => {
     const req = { model: 'tiny', prompt: ['Once upon a time', 'In the beginning'], n: 3, max_tokens: 8, temperature: 1, seed: 42 };
     const a = await client.completions.create(req);
