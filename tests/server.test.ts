@@ -148,6 +148,20 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
     expect(a.usage!.completion_tokens).toBeLessThanOrEqual(6 * 8);
   });
 
+  it('completions: many choices (n 32) without listener-leak warnings', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const r = await client.completions.create({ model: 'tiny', prompt: 'Count:', n: 32, max_tokens: 3, seed: 7 });
+      expect(r.choices).toHaveLength(32);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('completions: stop strings end the text before the match (stream and not)', async () => {
     const prompt = 'The meaning of life is';
     const full = (await model.generate(prompt, { maxNewTokens: 20, sampler: { temperature: 0 } }).result()).text;

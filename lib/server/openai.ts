@@ -255,15 +255,20 @@ async function startCompletion(body: unknown, ctx: EndpointContext) {
   const seed = req.seed ?? null;
   const choices: Choice[] = [];
   ctx.metrics.requestSequences.observe({ route: '/v1/completions' }, prompts.length * n);
-  prompts.forEach((ids, i) => {
-    const prefix = req.echo ? (typeof items[i] === 'string' ? (items[i] as string) : ctx.model.tokenizer.decode(ids)) : '';
-    for (let j = 0; j < n; j++) {
-      // One generate() per choice so that every choice streams; choice j of a seeded request uses seed + j.
-      const opts: GenerateOptions = { ...base };
-      if (seed !== null) opts.seed = (((seed + j) % 2 ** 32) + 2 ** 32) % 2 ** 32;
-      choices.push({ index: i * n + j, promptIndex: i, generation: ctx.model.generate(ids, opts), prefix });
-    }
-  });
+  try {
+    prompts.forEach((ids, i) => {
+      const prefix = req.echo ? (typeof items[i] === 'string' ? (items[i] as string) : ctx.model.tokenizer.decode(ids)) : '';
+      for (let j = 0; j < n; j++) {
+        // One generate() per choice so that every choice streams; choice j of a seeded request uses seed + j.
+        const opts: GenerateOptions = { ...base };
+        if (seed !== null) opts.seed = (((seed + j) % 2 ** 32) + 2 ** 32) % 2 ** 32;
+        choices.push({ index: i * n + j, promptIndex: i, generation: ctx.model.generate(ids, opts), prefix });
+      }
+    });
+  } catch (err) {
+    for (const c of choices) c.generation.abort(); // none runs without its request
+    throw err;
+  }
   ctx.metrics.activeSequences.inc(choices.length);
   return { req, choices, logprobs, id: `cmpl-${randomBytes(12).toString('hex')}`, created: Math.floor(Date.now() / 1000) };
 }

@@ -5,6 +5,7 @@
 // never reaches the tokenizer or the model. See docs/ARCHITECTURE.md "Server".
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Pooling } from '../embed.js';
 import { ErrorCode, withCode } from '../errors.js';
@@ -178,6 +179,8 @@ export class Gpt2Server {
     const path = (req.url ?? '/').split('?')[0]!;
     const route: Route | undefined = Object.hasOwn(ROUTES, path) ? (path as Route) : path.startsWith('/v1/models/') ? '/v1/models' : undefined;
     const active: ActiveRequest = { controller: new AbortController(), modelWork: false };
+    // Every choice of a completion listens on the request's signal (up to maxChoices of them).
+    setMaxListeners(this.#limits.maxChoices + 8, active.controller.signal);
     this.#active.add(active);
     res.on('close', () => {
       // The client went away before the response ended: stop its work.
