@@ -27,7 +27,7 @@ export class ServerMetrics {
     buckets: SIZE_BUCKETS, registers: [this.registry] });
   readonly promptTokens = new Counter({ name: 'gpt2_server_prompt_tokens_total', help: 'Prompt / input tokens processed',
     labelNames: ['route'] as const, registers: [this.registry] });
-  readonly completionTokens = new Counter({ name: 'gpt2_server_completion_tokens_total', help: 'Tokens generated',
+  readonly completionTokens = new Counter({ name: 'gpt2_server_completion_tokens_total', help: 'Tokens generated (counted as they are generated)',
     registers: [this.registry] });
   readonly tokenizedTexts = new Counter({ name: 'gpt2_server_tokenized_texts_total',
     help: 'Texts sent to the tokenizer (requests refused by the cheap checks never get here)', registers: [this.registry] });

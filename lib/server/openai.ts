@@ -285,9 +285,8 @@ function usageOf(choices: Choice[], results: GenerationResult[]) {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
-function recordUsage(ctx: EndpointContext, usage: { prompt_tokens: number; completion_tokens: number }): void {
+function recordUsage(ctx: EndpointContext, usage: { prompt_tokens: number }): void {
   ctx.metrics.promptTokens.inc({ route: '/v1/completions' }, usage.prompt_tokens);
-  ctx.metrics.completionTokens.inc(usage.completion_tokens);
 }
 
 /** A generation the server stopped (drain timeout) rather than the client: not a normal end. */
@@ -302,7 +301,9 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
   const { req, choices, id, created } = started;
   const withTop = (started.logprobs ?? 0) > 0;
   let firstToken = true;
-  const onFirstToken = () => {
+  // Generated tokens are counted as they come (so tokens/s includes requests still running or cut off).
+  const onToken = () => {
+    ctx.metrics.completionTokens.inc();
     if (!firstToken) return;
     firstToken = false;
     ctx.metrics.timeToFirstToken.observe((performance.now() - ctx.startedAt) / 1000);
@@ -323,7 +324,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
     const results = await Promise.all(choices.map((c) => run(c, async () => {
       const tokens: GenerationToken[] = [];
       for await (const t of c.generation) {
-        onFirstToken();
+        onToken();
         if (started.logprobs !== null) tokens.push(t);
       }
       return { result: await c.generation.result(), tokens };
@@ -367,7 +368,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
         offset = c.prefix.length;
       }
       for await (const t of c.generation) {
-        onFirstToken();
+        onToken();
         if (ctx.signal.aborted) continue; // let the generation finish its abort (within a step)
         if (t.text === '' && started.logprobs === null) continue; // inside a character or a possible stop string
         await send(chunk(c.index, t.text, started.logprobs === null ? null : logprobsOf([t], ctx.model, offset, withTop), null));
