@@ -15,7 +15,8 @@ export const command: CliCommand = {
 
 Serves POST /v1/embeddings, POST /v1/completions (SSE with "stream": true), GET /v1/models,
 GET /health and GET /metrics (Prometheus). All requests share the model's batching engine.
-SIGTERM / SIGINT stop accepting requests, let in-flight ones finish (--drain-timeout), then exit.
+SIGTERM / SIGINT stop accepting requests, let in-flight ones finish (--drain-timeout), then exit 0;
+a second signal exits at once.
 
 ${modelHelp}
   --host <addr>             address to listen on (default 127.0.0.1)
