@@ -423,8 +423,9 @@ describe.skipIf(!haveFixtures)('gpt2-node serve (the CLI)', () => {
   });
 
   it('SIGTERM lets a running stream finish with [DONE], then exits 0', async () => {
-    const child = spawn(process.execPath, [cliPath, 'serve', '--random', '{"n_layer":2}', '--port', '0', '--model-name', 'slow', '--api-key', KEY],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The key from the environment (GPT2_NODE_API_KEY), as --api-key would give it.
+    const child = spawn(process.execPath, [cliPath, 'serve', '--random', '{"n_layer":2}', '--port', '0', '--model-name', 'slow'],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GPT2_NODE_API_KEY: KEY } });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -438,6 +439,7 @@ describe.skipIf(!haveFixtures)('gpt2-node serve (the CLI)', () => {
         });
         child.on('exit', () => reject(new Error(`serve exited: ${stderr}`)));
       });
+      expectOpenAIError(await post(`${url}/v1/embeddings`, { model: 'slow', input: 'x' }), 401, 'no key');
       const { reader } = await startStream(url, { prompt: 'Hello', max_tokens: 60, temperature: 0 });
       child.kill('SIGTERM');
       const rest = await drainReader(reader);
