@@ -2,7 +2,8 @@
 // OpenAI's error shape, cheap ones never reach the tokenizer, the process never crashes, and the
 // server still returns correct results afterwards.
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createServer, Model, type Gpt2Server } from '../lib/index.js';
 import { maxAbsDiff } from './helpers/arrays.js';
 import { haveFixtures, modelDir } from './helpers/fixtures.js';
@@ -219,6 +220,17 @@ describe.skipIf(!haveFixtures)('bad-request sweep', () => {
       expect(r.json.choices[0].text).toBe(want[i]!.text);
     });
     await Promise.all([...bad, ...good]);
+  });
+
+  it('a client that sends part of its body and disconnects leaves nothing in flight', async () => {
+    for (let i = 0; i < 3; i++) {
+      const socket = connect(Number(new URL(url).port), '127.0.0.1');
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(`POST ${E} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"model":"tiny","input":"ab`);
+      await vi.waitFor(() => expect(server.inFlight).toBe(1), { timeout: 10_000, interval: 5 });
+      socket.destroy();
+      await vi.waitFor(() => expect(server.inFlight).toBe(0), { timeout: 10_000, interval: 5 });
+    }
   });
 
   it('afterwards the server still serves correct embeddings and completions', async () => {

@@ -289,21 +289,33 @@ export class Gpt2Server {
     const bytes = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
+      const done = () => {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.off('error', onError);
+      };
       const onData = (chunk: Buffer) => {
         size += chunk.length;
         if (size > max) {
-          req.off('data', onData);
-          req.off('end', onEnd);
+          done();
           req.resume(); // discard the rest (the connection closes after the 413)
           reject(tooLarge());
           return;
         }
         chunks.push(chunk);
       };
-      const onEnd = () => resolve(Buffer.concat(chunks, size));
+      const onEnd = () => {
+        done();
+        resolve(Buffer.concat(chunks, size));
+      };
+      // A client that goes away in the middle of its body: 'error' (ECONNRESET), no 'end'.
+      const onError = (err: Error) => {
+        done();
+        reject(err);
+      };
       req.on('data', onData);
       req.on('end', onEnd);
-      req.on('error', reject);
+      req.on('error', onError);
     });
     let text: string;
     try {
