@@ -16,6 +16,7 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   info: { summary: 'show CPU features, threads and CUDA status', load: async () => (await import('./info.js')).command },
   pull: { summary: 'download a model from the Hugging Face hub into the Hugging Face cache', load: async () => (await import('./pull.js')).command },
+  serve: { summary: 'OpenAI-compatible HTTP server (embeddings, completions, metrics)', load: async () => (await import('./serve.js')).command },
 };
 
 function version(): string {
