@@ -15,3 +15,8 @@ export type { EncodeOptions, TokenDecoder } from './tokenizer.js';
 export type { EmbedOptions, EmbedInput, EmbedWindow, Pooling, Truncate } from './embed.js';
 export { SemanticIndex } from './semantic-index.js';
 export type { SemanticIndexOptions, SearchOptions, SearchHit } from './semantic-index.js';
+export { createServer, Gpt2Server } from './server/server.js';
+export type { ServerOptions } from './server/server.js';
+export { ServerMetrics } from './server/metrics.js';
+export { pullModel, resolveModel } from './hub/index.js';
+export type { DownloadProgress, PullResult, PulledFile, ResolveOptions } from './hub/index.js';

@@ -4,6 +4,7 @@
 // arguments and shapes results.
 import { embed, type EmbedInput, type EmbedOptions, type NativeEmbedder } from './embed.js';
 import { ErrorCode, withCode } from './errors.js';
+import { isHubId, isLocalModelDir, resolveModel } from './hub/index.js';
 import { native } from './native.js';
 import { checkOptions, oneOf, describe, finiteNumber, integer, optionalBoolean, toTokenIds } from './options.js';
 import { Generation, type GenerationResult, type NativeGeneration } from './generation.js';
@@ -156,12 +157,18 @@ export class Model {
     this.#info = nativeModel.info();
   }
 
-  /** Loads a Hugging Face GPT-2 folder (config.json + model.safetensors, or shards). */
-  static async load(dir: string, opts?: LoadOptions): Promise<Model> {
-    if (typeof dir !== 'string' || dir.length === 0) {
-      throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dir)})`), ErrorCode.InvalidArg);
+  /**
+   * Loads a Hugging Face GPT-2 folder (config.json + model.safetensors, or shards), or a hub id
+   * ('openai-community/gpt2'), downloaded into the Hugging Face cache first. A folder that
+   * exists wins over a hub id of the same name.
+   */
+  static async load(dirOrHubId: string, opts?: LoadOptions): Promise<Model> {
+    if (typeof dirOrHubId !== 'string' || dirOrHubId.length === 0) {
+      throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dirOrHubId)})`), ErrorCode.InvalidArg);
     }
     const o = checkLoadOptions(checkOptions(opts, LOAD_KEYS, 'Model.load'), 'Model.load');
+    // Anything that is not a hub id ('./x', '/abs/path') goes to the loader, which names the missing folder.
+    const dir = !isLocalModelDir(dirOrHubId) && isHubId(dirOrHubId) ? await resolveModel(dirOrHubId) : dirOrHubId;
     const nativeModel = await binding.modelLoad(dir, o);
     try {
       const vocab = (JSON.parse(nativeModel.config()) as GPT2Config).vocab_size;

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model, Tokenizer } from '../lib/index.js';
-import { buildCliIfStale, cli } from './helpers/cli.js';
+import { buildDistIfStale, cli } from './helpers/cli.js';
 
 const tiny = { n_layer: 2, n_embd: 64, n_head: 4, n_positions: 128 };
 // Slow enough (a few ms a record at concurrency 1) to be killed mid-job.
@@ -71,7 +71,7 @@ function mixedInput(n: number, longWords = 60): { lines: string[]; texts: string
 }
 
 beforeAll(async () => {
-  buildCliIfStale();
+  buildDistIfStale();
   dir = mkdtempSync(join(tmpdir(), 'gpt2-cli-jobs-'));
   model = await Model.random(tiny, { seed: 0 });
 });

@@ -1,16 +1,9 @@
-// The gpt2-node CLI as users run it: `node dist/cli/main.js` (the package's bin), rebuilt
-// first when stale (tests/helpers/cli.ts).
-import { spawnSync } from 'node:child_process';
+// The gpt2-node CLI as users run it (tests/helpers/cli.ts).
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildCliIfStale, cli, root } from './helpers/cli.js';
+import { buildDistIfStale, root, runCli as run } from './helpers/cli.js';
 
-function run(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-beforeAll(buildCliIfStale);
+beforeAll(buildDistIfStale);
 
 describe('gpt2-node CLI', () => {
   it('info prints the CPU and the CUDA status with its reason', () => {

@@ -45,7 +45,8 @@ async function checkEmbedOptions(model: Model, opts: EmbedOptions): Promise<void
  * as one Model.embed call (a per-text call costs a tokenizer dispatch each). A failing batch
  * is retried text by text, so only the bad record gets the error.
  */
-function batchedEmbedder(model: Model, opts: EmbedOptions): (text: string) => Promise<Float32Array> {
+function batchedEmbedder(model: Model, opts: EmbedOptions, signal: AbortSignal): (text: string) => Promise<Float32Array> {
+  opts = { ...opts, signal }; // SIGINT drops the texts not yet run
   type Waiter = { text: string; resolve: (v: Float32Array) => void; reject: (e: unknown) => void };
   let queue: Waiter[] = [];
   const one = (w: Waiter) => model.embed([w.text], opts).then((v) => w.resolve(v[0]!), w.reject);
@@ -119,13 +120,13 @@ ${modelJobHelp('text')}`,
         settings: { ...modelSettingsFrom(ctx.values), ...opts, field: job.fields }, state: {},
         resume: job.resume, overwrite: job.overwrite,
       });
-      const embedOne = batchedEmbedder(model, opts);
+      let embedOne: ((text: string) => Promise<Float32Array>) | undefined; // made with the job's signal
       return await runJobCommand(ctx, opened, {
         label: 'embed',
         fields: job.fields ?? ['text'],
         concurrency: job.concurrency,
         skipErrors: job.skipErrors,
-        process: async (item) => ({ vector: await embedOne(item.text) }),
+        process: async (item, signal) => ({ vector: await (embedOne ??= batchedEmbedder(model, opts, signal))(item.text) }),
       });
     } finally {
       model.dispose();

@@ -15,6 +15,8 @@ interface CommandEntry {
 // Add new commands here (DESIGN.md: pull, tokenize, generate, embed, serve, bench).
 const commands: Record<string, CommandEntry> = {
   info: { summary: 'show CPU features, threads and CUDA status', load: async () => (await import('./info.js')).command },
+  pull: { summary: 'download a model from the Hugging Face hub into the Hugging Face cache', load: async () => (await import('./pull.js')).command },
+  serve: { summary: 'OpenAI-compatible HTTP server (embeddings, completions, metrics)', load: async () => (await import('./serve.js')).command },
   tokenize: { summary: 'show the tokens of a text (or --decode ids)', load: async () => (await import('./tokenize.js')).command },
   generate: { summary: 'continue a prompt, or a JSONL file of prompts (resumable)', load: async () => (await import('./generate.js')).command },
   embed: { summary: 'embed a text, or a JSONL file of texts (JSONL or .npy, resumable)', load: async () => (await import('./embed.js')).command },

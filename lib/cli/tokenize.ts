@@ -2,10 +2,11 @@
 // is loaded: the bundled GPT-2 one by default, or a model folder's, never the weights.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveModel } from '../hub/index.js';
+import { isLocalModelDir } from '../hub/index.js';
 import { Tokenizer } from '../tokenizer.js';
 import { commonHelp, UsageError, type CliCommand, type CommandContext } from './command.js';
 import { textArgument } from './jobs/job-options.js';
+import { resolveModelDir } from './model-options.js';
 
 const GPT2_VOCAB_SIZE = 50257;
 
@@ -26,7 +27,8 @@ async function tokenizerFrom(values: CommandContext['values']): Promise<Tokenize
     if (vocabSize !== GPT2_VOCAB_SIZE) throw new Error(`--random with vocab_size ${vocabSize} has no tokenizer (only GPT-2's 50257 is bundled)`);
     return Tokenizer.gpt2();
   }
-  const dir = await resolveModel(model);
+  const dir = await resolveModelDir(model);
+  if (!isLocalModelDir(dir)) throw new Error(`model '${model}': no such folder`);
   const config = join(dir, 'config.json');
   if (existsSync(config)) vocabSize = (JSON.parse(readFileSync(config, 'utf8')) as { vocab_size?: number }).vocab_size ?? vocabSize;
   const tokenizer = await Tokenizer.fromModelDir(dir, vocabSize === GPT2_VOCAB_SIZE);
