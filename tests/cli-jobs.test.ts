@@ -234,6 +234,14 @@ describe('JSONL jobs', () => {
       expect(rec.usage).toEqual(want[i]!.usage);
       if (i % 2) expect(rec.id).toBe(i);
     });
+    // -n 2: every record has both choices; the first is the record's text.
+    const two = run(['generate', '--in', 'prompts.jsonl', '-n', '2', '--temperature', '1', '--seed', '3', '--max-tokens', '4', ...modelArgs()]);
+    expect(two.code, two.stderr).toBe(0);
+    for (const line of two.stdout.trim().split('\n')) {
+      const rec = JSON.parse(line);
+      expect(rec.choices).toHaveLength(2);
+      expect(rec.choices[0].text).toBe(rec.text);
+    }
   });
 
   it('a bad line stops the job (exit 1, naming the line) after the records before it; --skip-errors goes on', () => {
@@ -251,6 +259,16 @@ describe('JSONL jobs', () => {
     expect(recs[3].error).toMatch(/^line 4: not valid JSON/);
     expect(recs[4].error).toMatch(/^line 5: expected a JSON string or an object/);
     expect(recs[5].embedding).toHaveLength(64);
+    // .npy: an error record is a NaN row, and its error is in the ids sidecar.
+    const npy = run(['embed', '--in', 'bad.jsonl', '--out', 'bad-out.npy', '--skip-errors', ...modelArgs()]);
+    expect(npy.code, npy.stderr).toBe(0);
+    const { shape, data } = readNpy(path('bad-out.npy'));
+    expect(shape).toEqual([6, 64]);
+    expect([0, 1, 2, 3, 4, 5].map((row) => Number.isNaN(data[row * 64]!))).toEqual([false, false, true, true, true, false]);
+    expect(readLines('bad-out.npy.ids.jsonl')[2]).toEqual({ index: 2, id: 3, error: expect.stringMatching(/^line 3: /) });
+    // --field picks another text field.
+    const body = run(['embed', '--in', 'bad.jsonl', '--field', 'body', '--skip-errors', ...modelArgs()]);
+    expect(body.stdout.trim().split('\n').map((l) => 'embedding' in JSON.parse(l))).toEqual([true, false, true, false, false, true]);
     // A model error on one record (too long, no --truncate) is that record's error.
     writeFileSync(path('long.jsonl'), ['"short"', JSON.stringify('word '.repeat(400)), '"after"'].join('\n'));
     const l = run(['embed', '--in', 'long.jsonl', '--out', 'long-out.jsonl', '--skip-errors', ...modelArgs()]);
