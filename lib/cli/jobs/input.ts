@@ -3,6 +3,9 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 
+/** --in - reads the records from stdin. */
+export const STDIN = '-';
+
 export interface JobItem {
   /** 1-based line number (for messages). */
   line: number;
@@ -63,7 +66,7 @@ export function parseJobLine(raw: string, line: number, fields: readonly string[
  * output) are yielded unparsed, with `text` '' and only `line`/`index` set.
  */
 export async function* readJobInput(path: string, fields: readonly string[], skip: number): AsyncGenerator<JobItem & { skipped: boolean }> {
-  const input = path === '-' ? process.stdin.setEncoding('utf8') : createReadStream(path, { encoding: 'utf8' });
+  const input = path === STDIN ? process.stdin.setEncoding('utf8') : createReadStream(path, { encoding: 'utf8' });
   const lines = createInterface({ input, crlfDelay: Infinity });
   let line = 0;
   let records = 0;

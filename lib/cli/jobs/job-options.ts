@@ -6,7 +6,7 @@ import { isLocalModelDir } from '../../hub/index.js';
 import { UsageError, type CommandContext, type OptionSpec } from '../command.js';
 import { commonHelp } from '../command.js';
 import { intOption, modelHelp, modelOptions } from '../model-options.js';
-import { runJob, type OpenJob, type OutputFormat, type RunJobOptions } from './job.js';
+import { checkJobPaths, runJob, type OpenJob, type OutputFormat, type RunJobOptions } from './job.js';
 
 export const jobOptions: OptionSpec = {
   in: { type: 'string', short: 'i' },
@@ -78,7 +78,7 @@ export function jobArgsFrom(ctx: CommandContext, formats: readonly OutputFormat[
   if (!(formats as readonly string[]).includes(format)) {
     throw new UsageError(`--format must be ${formats.join(' or ')} (got '${format}')`);
   }
-  return {
+  const args: JobArgs = {
     inPath,
     outPath,
     format: format as OutputFormat,
@@ -88,6 +88,8 @@ export function jobArgsFrom(ctx: CommandContext, formats: readonly OutputFormat[
     resume: v.resume === true,
     overwrite: v.overwrite === true,
   };
+  checkJobPaths(args); // before the model loads
+  return args;
 }
 
 /** The model options that change results (a resumed job must use the same ones). */

@@ -6,10 +6,10 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { UsageError } from '../command.js';
 import { Progress } from '../progress.js';
-import { readJobInput, type JobItem } from './input.js';
+import { readJobInput, STDIN, type JobItem } from './input.js';
 import { countNonEmptyLines } from './lines.js';
 import { JsonlFileSink, NpySink, StdoutSink, type JobRecord, type RecordSink, type Resumed } from './sinks.js';
 
@@ -49,8 +49,6 @@ export interface OpenJob {
 }
 
 const HEAD_BYTES = 64 * 1024;
-/** --in - reads the records from stdin. */
-export const STDIN = '-';
 
 export function jobFilePath(outPath: string): string {
   return `${outPath}.job.json`;
@@ -84,20 +82,34 @@ function resumeMismatch(saved: JobFile, now: Omit<JobFile, 'state'>): string | n
   return null;
 }
 
-/** Checks --in/--out/--resume/--overwrite, and opens the output (cut back to whole records when resuming). */
-export function openJob(o: OpenJobOptions): OpenJob {
+/**
+ * The command-line checks of a job's paths and flags (usage errors, exit 2), cheap enough to run
+ * before the model loads; openJob runs them again.
+ */
+export function checkJobPaths(o: Pick<OpenJobOptions, 'inPath' | 'outPath' | 'format' | 'resume' | 'overwrite'>): void {
   if (o.inPath !== STDIN && (!existsSync(o.inPath) || !statSync(o.inPath).isFile())) throw new UsageError(`--in ${o.inPath}: no such file`);
   if (o.resume && o.overwrite) throw new UsageError('give --resume or --overwrite, not both');
-  const fresh: JobFile = { command: o.command, input: fingerprint(o.inPath), format: o.format, settings: o.settings, state: o.state };
-  const open = (resume: boolean) =>
-    o.format === 'npy' ? NpySink.open(o.outPath!, o.dim!, resume) : JsonlFileSink.open(o.outPath!, resume);
-
   if (o.outPath === undefined) {
     if (o.resume) throw new UsageError('--resume needs --out (a job on stdout cannot be resumed)');
     if (o.format === 'npy') throw new UsageError('--format npy needs --out <file.npy>');
-    return { sink: new StdoutSink(), resumed: { records: 0, lastIndex: undefined }, state: o.state, inPath: o.inPath, outPath: undefined };
+    return;
   }
   if (resolve(o.outPath) === resolve(o.inPath)) throw new UsageError('--out must not be the --in file');
+  if (!existsSync(dirname(resolve(o.outPath)))) throw new UsageError(`--out ${o.outPath}: the folder ${dirname(o.outPath)} does not exist`);
+  if (existsSync(o.outPath) && !o.resume && !o.overwrite) {
+    throw new UsageError(`${o.outPath} exists: pass --resume to continue that job, or --overwrite to replace it`);
+  }
+}
+
+/** Opens the output (cut back to whole records when resuming) after checkJobPaths. */
+export function openJob(o: OpenJobOptions): OpenJob {
+  checkJobPaths(o);
+  if (o.outPath === undefined) {
+    return { sink: new StdoutSink(), resumed: { records: 0, lastIndex: undefined }, state: o.state, inPath: o.inPath, outPath: undefined };
+  }
+  const fresh: JobFile = { command: o.command, input: fingerprint(o.inPath), format: o.format, settings: o.settings, state: o.state };
+  const open = (resume: boolean) =>
+    o.format === 'npy' ? NpySink.open(o.outPath!, o.dim!, resume) : JsonlFileSink.open(o.outPath!, resume);
   const jobPath = jobFilePath(o.outPath);
   if (existsSync(o.outPath) && o.resume) {
     if (!existsSync(jobPath)) {
@@ -113,9 +125,6 @@ export function openJob(o: OpenJobOptions): OpenJob {
     if (why) throw new Error(`cannot resume ${o.outPath}: ${why}; run with the same --in and options, or pass --overwrite to start over`);
     const { sink, resumed } = open(true);
     return { sink, resumed, state: saved.state ?? {}, inPath: o.inPath, outPath: o.outPath };
-  }
-  if (existsSync(o.outPath) && !o.overwrite) {
-    throw new UsageError(`${o.outPath} exists: pass --resume to continue that job, or --overwrite to replace it`);
   }
   // The job file first (atomically), then the output: an output never exists without one.
   writeFileSync(`${jobPath}.tmp`, `${JSON.stringify(fresh, null, 2)}\n`);
