@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model, Tokenizer } from '../lib/index.js';
+import { cutToCompleteLines, countNonEmptyLines } from '../lib/cli/jobs/lines.js';
+import { npyHeader, parseNpyHeader } from '../lib/cli/jobs/npy.js';
 import { buildDistIfStale, cli } from './helpers/cli.js';
 
 const tiny = { n_layer: 2, n_embd: 64, n_head: 4, n_positions: 128 };
@@ -79,6 +81,35 @@ beforeAll(async () => {
 afterAll(() => {
   model?.dispose();
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('job file helpers', () => {
+  it('cutToCompleteLines keeps whole lines (or the first maxLines) and returns the last', async () => {
+    const f = path('cut.txt');
+    for (const [content, max, kept, last] of [
+      ['', Infinity, '', undefined],
+      ['torn', Infinity, '', undefined],
+      ['a\nb\n', Infinity, 'a\nb\n', 'b'],
+      ['a\nb\nto', Infinity, 'a\nb\n', 'b'],
+      ['a\nb\nc\n', 2, 'a\nb\n', 'b'],
+      ['a\nb\nc\n', 0, '', undefined],
+    ] as const) {
+      writeFileSync(f, content);
+      expect(cutToCompleteLines(f, max)).toEqual({ lines: kept.split('\n').length - 1, last });
+      expect(readFileSync(f, 'utf8')).toBe(kept);
+    }
+    writeFileSync(f, 'x\n\n  \r\ny\r\nz');
+    expect(await countNonEmptyLines(f)).toBe(4); // the whitespace-only line counts (an estimate for ETA)
+  });
+
+  it('npyHeader: 64-byte aligned, fixed length for any row count, parsed back', () => {
+    const small = npyHeader(0, 768);
+    const big = npyHeader(123_456_789_012, 768);
+    expect(small.length % 64).toBe(0);
+    expect(big.length).toBe(small.length);
+    expect(parseNpyHeader(big)).toEqual({ headerBytes: big.length, rows: 123_456_789_012, dim: 768 });
+    expect(parseNpyHeader(Buffer.from('not an npy file'))).toBeNull();
+  });
 });
 
 describe('gpt2-node tokenize', () => {
