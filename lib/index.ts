@@ -3,7 +3,7 @@ export { ErrorCode } from './errors.js';
 export { info } from './info.js';
 export type { CpuInfo, CudaDevice, CudaInfo, SystemInfo } from './info.js';
 export { Model } from './model.js';
-export type { GPT2Config, LoadOptions, RandomOptions, ForwardOptions, ForwardResult, LogitsMode, Device, DType } from './model.js';
+export type { EngineStats, GPT2Config, LoadOptions, RandomOptions, ForwardOptions, ForwardResult, LogitsMode, Device, DType } from './model.js';
 export { Sequence } from './sequence.js';
 export { Sampler } from './sampler.js';
 export type { SamplerOptions } from './sampler.js';

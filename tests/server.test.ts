@@ -292,6 +292,13 @@ describe.skipIf(!haveFixtures)('server with the openai client', () => {
     expect(generated).toBeGreaterThan(100);
     expect(Number(/^gpt2_engine_max_step_sequences (\d+)/m.exec(text)![1])).toBeGreaterThan(1); // concurrent requests shared steps
     expect(text).toMatch(/^gpt2_server_requests_in_flight 0$/m);
+    // Engine batch sizes: a cumulative histogram whose +Inf bucket and count are the step count,
+    // with steps above one sequence (the concurrent requests above shared steps).
+    const steps = Number(/^gpt2_engine_steps (\d+)/m.exec(text)![1]);
+    expect(Number(/^gpt2_engine_step_sequences_bucket\{le="\+Inf"\} (\d+)/m.exec(text)![1])).toBe(steps);
+    expect(Number(/^gpt2_engine_step_sequences_count (\d+)/m.exec(text)![1])).toBe(steps);
+    expect(Number(/^gpt2_engine_step_sequences_bucket\{le="1"\} (\d+)/m.exec(text)![1])).toBeLessThan(steps);
+    expect(Number(/^gpt2_engine_step_tokens_sum (\d+)/m.exec(text)![1])).toBe(Number(/^gpt2_engine_tokens (\d+)/m.exec(text)![1]));
   });
 });
 

@@ -2,7 +2,7 @@
 // two servers in a process, or a host app's metrics, do not collide). Engine counters are read
 // from the Model at scrape time.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Model } from '../model.js';
+import type { EngineStats, Model } from '../model.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048];
@@ -41,9 +41,40 @@ export class ServerMetrics {
       registers: [this.registry], collect: engineValue((s) => s.steps) });
     new Gauge({ name: 'gpt2_engine_max_step_sequences', help: 'The most sequences one engine step has held (the largest batch)',
       registers: [this.registry], collect: engineValue((s) => s.maxStepSequences) });
+    new Gauge({ name: 'gpt2_engine_tokens', help: 'Input tokens the engine has run (a counter; rate() gives tokens/s)',
+      registers: [this.registry], collect: engineValue((s) => s.tokens) });
+    this.registry.registerMetric(engineHistogram(model, 'gpt2_engine_step_sequences',
+      'Sequences per engine step (the batch size: decode rows and prompt chunks of every request)',
+      1, (s) => s.stepSequenceBuckets, (s) => s.sequences));
+    this.registry.registerMetric(engineHistogram(model, 'gpt2_engine_step_tokens', 'Input tokens per engine step',
+      16, (s) => s.stepTokenBuckets, (s) => s.tokens));
     new Gauge({ name: 'gpt2_engine_kv_free_blocks', help: 'Free blocks in the paged KV cache',
       registers: [this.registry], collect: function (this: Gauge) {
         if (!model.disposed) this.set(model.stats.kvFreeBlocks);
       } });
   }
+}
+
+/**
+ * A Prometheus histogram read from the engine's own step counters at scrape time (the engine
+ * thread counts steps into power-of-two buckets; observing each step from JS would cost a
+ * thread hop per step). Bucket i's upper bound is firstBound * 2^i; the last is +Inf.
+ */
+function engineHistogram(model: Model, name: string, help: string, firstBound: number,
+  buckets: (s: EngineStats) => number[], sum: (s: EngineStats) => number): Parameters<Registry['registerMetric']>[0] {
+  const get = () => {
+    const s = model.disposed ? null : model.engineStats;
+    const counts = s ? buckets(s) : [];
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+    let cumulative = 0;
+    counts.forEach((c, i) => {
+      cumulative += c;
+      const le = i === counts.length - 1 ? '+Inf' : firstBound * 2 ** i;
+      values.push({ metricName: `${name}_bucket`, labels: { le }, value: cumulative });
+    });
+    values.push({ metricName: `${name}_sum`, labels: {}, value: s ? sum(s) : 0 });
+    values.push({ metricName: `${name}_count`, labels: {}, value: s ? s.steps : 0 });
+    return { name, help, type: 'histogram', values, aggregator: 'sum' };
+  };
+  return { name, help, get, reset() {} } as unknown as Parameters<Registry['registerMetric']>[0];
 }
