@@ -33,6 +33,17 @@ export function intOption(values: CommandContext['values'], name: string, min = 
   return n;
 }
 
+/** Parses a finite number option; absent gives undefined. Bad values are usage errors (exit 2). */
+export function numberOption(values: CommandContext['values'], name: string, min = -Infinity, max = Infinity): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` and <= ${max}` : ''} (got '${String(v)}')`);
+  }
+  return n;
+}
+
 /** The LoadOptions given on the command line. */
 export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   const o: LoadOptions = {};
@@ -65,7 +76,14 @@ export async function loadModelFrom(values: CommandContext['values'], resolveOpt
     }
     return Model.random(config, { ...opts, seed: intOption(values, 'seed') ?? 0 });
   }
-  const m = model as string;
-  if (isLocalModelDir(m) || !isHubId(m)) return Model.load(m, opts);
-  return Model.load(await resolveModel(m, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions }), opts);
+  return Model.load(await resolveModelDir(model as string, resolveOptions), opts);
+}
+
+/**
+ * The folder of --model: as given when it is a folder (or not a hub id: the caller names the
+ * missing folder), else the hub id's snapshot, downloaded first with progress on stderr.
+ */
+export async function resolveModelDir(model: string, resolveOptions?: ResolveOptions): Promise<string> {
+  if (isLocalModelDir(model) || !isHubId(model)) return model;
+  return resolveModel(model, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions });
 }
