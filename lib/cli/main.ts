@@ -15,6 +15,7 @@ interface CommandEntry {
 // Add new commands here (DESIGN.md: pull, tokenize, generate, embed, serve, bench).
 const commands: Record<string, CommandEntry> = {
   info: { summary: 'show CPU features, threads and CUDA status', load: async () => (await import('./info.js')).command },
+  bench: { summary: 'benchmark every device and dtype side by side (tokens/s, TTFT, memory)', load: async () => (await import('./bench.js')).command },
 };
 
 function version(): string {

@@ -1,0 +1,176 @@
+// The measurements of one bench row (one model on one device and dtype), through the public
+// API only: prefill with Model.forward, decode and time to first token with concurrent
+// Model.generate() streams, embedding with Model.embed. Inputs come from a seeded generator so
+// that every row (and every run) sees the same token ids. Runs inside the row's child process
+// (child.ts), so peak RSS is the row's own.
+import type { Model } from '../model.js';
+
+export interface BenchSettings {
+  /** Tokens per prompt (prefill, decode prompts, longest embedding text). */
+  promptTokens: number;
+  /** Tokens generated per request in the decode runs (>= 2: decode is timed after the first). */
+  newTokens: number;
+  /** Concurrent generate() requests, one decode run each. */
+  batchSizes: number[];
+  /** Prompts in the prefill forward. */
+  prefillBatch: number;
+  /** Texts per Model.embed call (lengths mixed between promptTokens / 8 and promptTokens). */
+  embedTexts: number;
+  /** Timed runs per workload; the median is reported. */
+  repeat: number;
+  /** Untimed runs per workload before timing. */
+  warmup: number;
+  /** Seed of the inputs (and of random weights). */
+  seed: number;
+}
+
+/** Metric id -> value. null: not measurable here (e.g. peak device memory is not exposed). */
+export type Metrics = Record<string, number | null>;
+
+export interface RowMeasurement {
+  metrics: Metrics;
+  /** Every timed sample behind a median metric (same ids). */
+  samples: Record<string, number[]>;
+  /** The most sequences one engine step held: shows that the decode batches really ran together. */
+  maxStepSequences: number;
+}
+
+/** Metric ids; report.ts gives each a label, unit and direction. */
+export const metricId = {
+  load: 'load_s',
+  prefill: 'prefill_tok_s',
+  decode: (b: number) => `decode_tok_s@${b}`,
+  generate: (b: number) => `generate_tok_s@${b}`,
+  ttft: (b: number) => `ttft_ms@${b}`,
+  embed: 'embed_texts_s',
+  peakRss: 'peak_rss_bytes',
+  weights: 'weight_bytes',
+  kvCache: 'kv_cache_bytes',
+  peakDevice: 'peak_device_bytes',
+} as const;
+
+/** mulberry32: a small, fast, seedable generator (uniform in [0, 1)). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomIds(rand: () => number, n: number, vocab: number): Uint32Array {
+  return Uint32Array.from({ length: n }, () => Math.floor(rand() * vocab));
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** KV-cache tokens that let the largest decode batch run at once (the engine admits a request
+ *  only when its worst case fits, so a smaller cache would serialise the batch). */
+export function kvCacheTokensFor(s: BenchSettings, nPositions: number): number {
+  const block = 16; // native/model/gpt2_model.h; maxStepSequences in the result shows if it changed
+  const perSequence = Math.ceil((s.promptTokens + s.newTokens) / block) * block + block;
+  return Math.max(4 * nPositions, Math.max(...s.batchSizes) * perSequence);
+}
+
+const now = () => performance.now();
+
+interface DecodeRun {
+  decodeTokS: number;
+  generateTokS: number;
+  ttftMs: number[];
+}
+
+/** `batch` concurrent greedy generate() requests of newTokens each, EOS ignored. */
+async function decodeRun(model: Model, prompts: Uint32Array[], newTokens: number): Promise<DecodeRun> {
+  const start = now();
+  const gens = prompts.map((p) => model.generate(p, { maxNewTokens: newTokens, ignoreEos: true }));
+  const streams = await Promise.all(
+    gens.map(async (g) => {
+      let first = NaN;
+      let last = NaN;
+      let n = 0;
+      for await (const _ of g) {
+        last = now();
+        if (n++ === 0) first = last;
+      }
+      return { first, last, n };
+    }),
+  );
+  const firstToken = Math.min(...streams.map((s) => s.first));
+  const end = Math.max(...streams.map((s) => s.last));
+  const total = streams.reduce((a, s) => a + s.n, 0);
+  const afterFirst = streams.reduce((a, s) => a + s.n - 1, 0);
+  // Tokens after each request's first one, over the window from the earliest first token to the
+  // last token: a lower bound on the decode rate however the engine staggers the prefills.
+  return {
+    decodeTokS: afterFirst / ((end - firstToken) / 1000),
+    generateTokS: total / ((end - start) / 1000),
+    ttftMs: streams.map((s) => s.first - start),
+  };
+}
+
+/**
+ * Runs every workload of `s` on `model`: warm-up runs, then `repeat` timed runs each, medians.
+ * `onStep` is called after each timed run (progress). Load time and memory are the caller's.
+ */
+export async function measureModel(model: Model, s: BenchSettings, onStep?: () => void): Promise<RowMeasurement> {
+  const vocab = model.config.vocab_size;
+  const rand = seededRandom(s.seed);
+  const prompts = (n: number) => Array.from({ length: n }, () => randomIds(rand, s.promptTokens, vocab));
+  const minLen = Math.max(1, Math.floor(s.promptTokens / 8));
+  const texts = Array.from({ length: s.embedTexts }, () =>
+    randomIds(rand, minLen + Math.floor(rand() * (s.promptTokens - minLen + 1)), vocab),
+  );
+  const prefillInput = prompts(s.prefillBatch);
+  const decodeInputs = new Map(s.batchSizes.map((b) => [b, prompts(b)]));
+
+  const samples: Record<string, number[]> = {};
+  const add = (id: string, v: number) => (samples[id] ??= []).push(v);
+  const timed = async (fn: () => Promise<unknown>): Promise<number> => {
+    const t = now();
+    await fn();
+    return (now() - t) / 1000;
+  };
+
+  for (let w = 0; w < s.warmup; w++) {
+    await model.forward(prefillInput, { logits: 'last' });
+    // Short runs at each batch size: thread pools, KV blocks and (CUDA) decode graphs get set up.
+    for (const b of s.batchSizes) await decodeRun(model, decodeInputs.get(b)!, Math.min(s.newTokens, 4));
+    await model.embed(texts.slice(0, Math.min(texts.length, 8)));
+  }
+
+  for (let r = 0; r < s.repeat; r++) {
+    const t = await timed(() => model.forward(prefillInput, { logits: 'last' }));
+    add(metricId.prefill, (s.prefillBatch * s.promptTokens) / t);
+    onStep?.();
+    for (const b of s.batchSizes) {
+      const d = await decodeRun(model, decodeInputs.get(b)!, s.newTokens);
+      add(metricId.decode(b), d.decodeTokS);
+      add(metricId.generate(b), d.generateTokS);
+      add(metricId.ttft(b), median(d.ttftMs));
+      onStep?.();
+    }
+    const e = await timed(() => model.embed(texts));
+    add(metricId.embed, s.embedTexts / e);
+    onStep?.();
+  }
+
+  const metrics: Metrics = {};
+  for (const [id, xs] of Object.entries(samples)) metrics[id] = median(xs);
+  const stats = model.stats;
+  metrics[metricId.weights] = stats.weightBytes;
+  metrics[metricId.kvCache] = stats.kvCacheBytes;
+  return { metrics, samples, maxStepSequences: model.engineStats.maxStepSequences };
+}
+
+/** Timed steps of measureModel (for a progress total). */
+export function stepsPerRow(s: BenchSettings): number {
+  return s.repeat * (s.batchSizes.length + 2);
+}
