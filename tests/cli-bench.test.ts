@@ -7,7 +7,9 @@ import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { metricId, median, seededRandom, type BenchSettings } from '../lib/bench/measure.js';
 import { computeRatios, formatMarkdown, formatTable, metricDefs, tableCells } from '../lib/bench/report.js';
+import { gpuPeaks, roofline } from '../lib/bench/roofline.js';
 import { planRows, type BenchReport, type BenchRow } from '../lib/bench/run.js';
+import type { GPT2Config } from '../lib/model.js';
 import { escapeXml, renderSvg } from '../lib/bench/svg.js';
 import { info } from '../lib/info.js';
 
@@ -161,6 +163,23 @@ describe('bench report (fixed data)', () => {
     expect(svg).toContain('n/a');
     expect(svg).toMatch(/41\.2x/);
     for (const label of ['cpu/f32 (baseline)', 'cuda/bf16', 'cpu/bf16']) expect(svg).toContain(`>${label}</text>`);
+  });
+
+  it('CUDA rows get decode bandwidth and prefill FLOP/s against the device peaks', () => {
+    const config = { vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12 } as GPT2Config;
+    const tables = 4 * (50257 + 1024) * 768; // fp32 wte/wpe: not streamed per token
+    const flopsPerToken = 2 * (12 * 12 * 768 * 768 + (50257 * 768) / 128) + 2 * 12 * 128 * 768;
+    const metrics = { [metricId.weights]: tables + 250e6, [metricId.decode(1)]: 100, [metricId.prefill]: 1e12 / flopsPerToken };
+    const r = roofline(metrics, config, settings, gpuPeaks('NVIDIA H200'));
+    expect(r.peaks).toEqual({ gbs: 4800, tflops: 989 });
+    expect(r.decodeGBs).toBeCloseTo(25, 9);
+    expect(r.decodeBandwidthFraction).toBeCloseTo(25 / 4800, 9);
+    expect(r.prefillTflops).toBeCloseTo(1, 9);
+    expect(gpuPeaks('Some Future GPU')).toBeNull();
+    const withRoofline = fakeReport([cpu, { ...cuda, roofline: r }]);
+    expect(formatTable(withRoofline)).toContain('cuda/bf16: decode batch 1 moves ~25 GB/s of weights = 0.5% of the 4800 GB/s ceiling; prefill reaches 1.00 TFLOP/s = 0.1% of the 989 bf16 TFLOP/s tensor-core peak');
+    const cusim = { ...withRoofline, machine: { ...withRoofline.machine, cuda: { available: true, reason: null, devices: [{ name: 'cusim (emulator)', computeCapability: '9.0', totalMemory: 1 }] } } };
+    expect(formatTable(cusim)).toContain('the CUDA device is the cusim emulator');
   });
 
   it('escapeXml covers the five XML specials', () => {

@@ -8,7 +8,7 @@ import type { Model } from '../model.js';
 export interface BenchSettings {
   /** Tokens per prompt (prefill, decode prompts, longest embedding text). */
   promptTokens: number;
-  /** Tokens generated per request in the decode runs (>= 2: decode is timed after the first). */
+  /** Tokens generated per request in the decode runs (>= 2: decode is timed after the first tokens). */
   newTokens: number;
   /** Concurrent generate() requests, one decode run each. */
   batchSizes: number[];
@@ -91,28 +91,24 @@ interface DecodeRun {
 async function decodeRun(model: Model, prompts: Uint32Array[], newTokens: number): Promise<DecodeRun> {
   const start = now();
   const gens = prompts.map((p) => model.generate(p, { maxNewTokens: newTokens, ignoreEos: true }));
+  // Arrival time of every token, per request.
   const streams = await Promise.all(
     gens.map(async (g) => {
-      let first = NaN;
-      let last = NaN;
-      let n = 0;
-      for await (const _ of g) {
-        last = now();
-        if (n++ === 0) first = last;
-      }
-      return { first, last, n };
+      const times: number[] = [];
+      for await (const _ of g) times.push(now());
+      return times;
     }),
   );
-  const firstToken = Math.min(...streams.map((s) => s.first));
-  const end = Math.max(...streams.map((s) => s.last));
-  const total = streams.reduce((a, s) => a + s.n, 0);
-  const afterFirst = streams.reduce((a, s) => a + s.n - 1, 0);
-  // Tokens after each request's first one, over the window from the earliest first token to the
-  // last token: a lower bound on the decode rate however the engine staggers the prefills.
+  const total = streams.reduce((a, t) => a + t.length, 0);
+  // Decode: from the moment every request has its first token (all prompts prefilled, so every
+  // step is a pure decode step of the whole batch) to the last token.
+  const allStarted = Math.max(...streams.map((t) => t[0]));
+  const end = Math.max(...streams.map((t) => t[t.length - 1]));
+  const decoded = streams.reduce((a, t) => a + t.filter((x) => x > allStarted).length, 0);
   return {
-    decodeTokS: afterFirst / ((end - firstToken) / 1000),
+    decodeTokS: decoded > 0 && end > allStarted ? decoded / ((end - allStarted) / 1000) : NaN,
     generateTokS: total / ((end - start) / 1000),
-    ttftMs: streams.map((s) => s.first - start),
+    ttftMs: streams.map((t) => t[0] - start),
   };
 }
 
@@ -152,7 +148,7 @@ export async function measureModel(model: Model, s: BenchSettings, onStep?: () =
     onStep?.();
     for (const b of s.batchSizes) {
       const d = await decodeRun(model, decodeInputs.get(b)!, s.newTokens);
-      add(metricId.decode(b), d.decodeTokS);
+      if (Number.isFinite(d.decodeTokS)) add(metricId.decode(b), d.decodeTokS);
       add(metricId.generate(b), d.generateTokS);
       add(metricId.ttft(b), median(d.ttftMs));
       onStep?.();

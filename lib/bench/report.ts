@@ -3,6 +3,7 @@
 // Pure functions of the report, so they are unit-tested with fixed data.
 import { metricId, type BenchSettings } from './measure.js';
 import type { DType } from '../model.js';
+import { formatRoofline } from './roofline.js';
 import type { BenchReport, BenchRow } from './run.js';
 
 export interface MetricDef {
@@ -136,13 +137,17 @@ export function describeRun(report: BenchReport): string {
 }
 
 /** The lines after the table: skipped devices with their reasons, failed rows with their errors. */
-export function notes(report: Pick<BenchReport, 'rows' | 'skipped' | 'ratios'>): string[] {
+export function notes(report: Pick<BenchReport, 'rows' | 'skipped' | 'ratios'> & { machine?: BenchReport['machine'] }): string[] {
   const lines: string[] = [];
+  if (report.machine?.cuda.devices.some((d) => /cusim/.test(d.name)) && report.rows.some((r) => r.device.startsWith('cuda'))) {
+    lines.push('the CUDA device is the cusim emulator: its rows check the code path, their timings say nothing about a GPU');
+  }
   for (const s of report.skipped) {
     const what = s.dtype ? rowLabel(s.device, s.dtype) : s.device.startsWith('cuda') ? (s.device === 'cuda' ? 'CUDA' : s.device) : s.device;
     lines.push(`no ${what} row: ${s.reason}`);
   }
   for (const r of report.rows) if (r.status === 'failed') lines.push(`${r.label} failed: ${r.error}`);
+  for (const r of report.rows) if (r.roofline) lines.push(formatRoofline(r.label, r.roofline));
   if (report.ratios.length) {
     lines.push('ratios: speed-ups against the baseline (times faster; for load and time to first token, times less time); memory rows: size against the baseline');
   }

@@ -9,6 +9,7 @@ import type { DType, GPT2Config } from '../model.js';
 import type { RowReply, RowSpec } from './child.js';
 import type { BenchSettings, Metrics } from './measure.js';
 import { computeRatios, rowLabel, type Ratio } from './report.js';
+import { gpuPeaks, roofline, type Roofline } from './roofline.js';
 
 export interface RowPlan {
   device: string;
@@ -30,6 +31,8 @@ export interface BenchRow extends RowPlan {
   metrics: Metrics;
   samples: Record<string, number[]>;
   maxStepSequences?: number;
+  /** CUDA rows: decode bandwidth and prefill FLOP/s against the device's peaks. */
+  roofline?: Roofline;
 }
 
 export interface BenchReport {
@@ -151,10 +154,16 @@ export async function runBench(o: RunOptions): Promise<BenchReport> {
     rows.push(row);
     o.onRow?.(row);
   }
+  const machine = machineInfo();
+  for (const row of rows) {
+    if (row.status !== 'ok' || !row.device.startsWith('cuda') || !config) continue;
+    const name = machine.cuda.devices[Number(row.backend?.split(':')[1] ?? 0)]?.name ?? '';
+    row.roofline = roofline(row.metrics, config, o.settings, gpuPeaks(name));
+  }
   return {
     version: 1,
     date: new Date().toISOString(),
-    machine: machineInfo(),
+    machine,
     model: { name: o.modelName, source: o.source, config, parameters: config ? parameterCount(config) : null, dtypes: o.dtypes },
     settings: { ...o.settings, threads: o.threads ?? null, kvCacheTokens: o.kvCacheTokens },
     rows,
