@@ -28,8 +28,8 @@ function newestSource(dir: string): number {
   return t;
 }
 
-function run(args: string[]) {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8' });
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -177,7 +177,7 @@ describe('bench report (fixed data)', () => {
     expect(r.prefillTflops).toBeCloseTo(1, 9);
     expect(gpuPeaks('Some Future GPU')).toBeNull();
     const withRoofline = fakeReport([cpu, { ...cuda, roofline: r }]);
-    expect(formatTable(withRoofline)).toContain('cuda/bf16: decode batch 1 moves ~25 GB/s of weights = 0.5% of the 4800 GB/s ceiling; prefill reaches 1.00 TFLOP/s = 0.1% of the 989 bf16 TFLOP/s tensor-core peak');
+    expect(formatTable(withRoofline)).toContain('cuda/bf16: decode batch 1 moves ~25.0 GB/s of weights = 0.5% of the 4800 GB/s ceiling; prefill reaches 1.00 TFLOP/s = 0.1% of the 989 bf16 TFLOP/s tensor-core peak');
     const cusim = { ...withRoofline, machine: { ...withRoofline.machine, cuda: { available: true, reason: null, devices: [{ name: 'cusim (emulator)', computeCapability: '9.0', totalMemory: 1 }] } } };
     expect(formatTable(cusim)).toContain('the CUDA device is the cusim emulator');
   });
@@ -301,6 +301,29 @@ describe('gpt2-node bench (the CLI, --quick)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/cpu\/f32 failed: .*KV cache/);
     expect(r.stderr).toContain('bench: 1 of 1 rows failed (cpu/f32)');
+  });
+
+  // The CUDA rows' code path, through the cusim plugin (built by `npm run build:cusim`).
+  const cusimPlugin = join(root, 'build-cusim/libgpt2_cuda.so');
+  it.skipIf(!existsSync(cusimPlugin))('CUDA rows run the same workloads (cusim plugin); float16 is skipped on the CPU only', () => {
+    const r = run(['bench', '--random', tinyRandom, '--quick', '--prompt-tokens', '8', '--new-tokens', '4', '--embed-texts', '2', '--devices', 'cpu,cuda', '--dtype', 'float32,float16', '--json'],
+      { GPT2_CUDA_PLUGIN: cusimPlugin });
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as BenchReport;
+    expect(j.rows.map((x) => [x.label, x.status, x.backend])).toEqual([
+      ['cpu/f32', 'ok', 'cpu'], ['cuda/f32', 'ok', 'cuda:0'], ['cuda/f16', 'ok', 'cuda:0'],
+    ]);
+    expect(j.skipped).toEqual([{ device: 'cpu', dtype: 'float16', reason: 'float16 runs on CUDA only' }]);
+    for (const x of j.rows.slice(1)) {
+      expect(x.metrics[metricId.decode(4)]).toBeGreaterThan(0);
+      expect(x.metrics[metricId.peakDevice]).toBeNull(); // not exposed by the backend: n/a, never made up
+      expect(x.roofline?.decodeGBs).toBeGreaterThan(0);
+      expect(x.roofline?.peaks).toBeNull(); // cusim's name says H100-like: no peaks for an emulator
+    }
+    expect(j.ratios.map((q) => q.row)).toEqual(['cuda/f32', 'cuda/f16']);
+    const table = formatTable(j);
+    expect(table).toContain('cuda/f16 vs cpu/f32');
+    expect(table).toContain('the CUDA device is the cusim emulator');
   });
 
   it('bad options are usage errors (exit 2)', () => {

@@ -3,7 +3,7 @@
 // Pure functions of the report, so they are unit-tested with fixed data.
 import { metricId, type BenchSettings } from './measure.js';
 import type { DType } from '../model.js';
-import { formatRoofline } from './roofline.js';
+import type { Roofline } from './roofline.js';
 import type { BenchReport, BenchRow } from './run.js';
 
 export interface MetricDef {
@@ -38,7 +38,7 @@ export function formatNumber(v: number): string {
 }
 
 export function formatRatio(r: number): string {
-  return `${r >= 10 ? r.toFixed(1) : r.toFixed(2)}x`;
+  return `${r >= 10 ? r.toFixed(1) : r >= 0.01 ? r.toFixed(2) : r.toPrecision(2)}x`;
 }
 
 const mib = (v: number) => formatNumber(v / 2 ** 20);
@@ -134,6 +134,19 @@ export function describeRunParts(report: BenchReport): string[] {
 
 export function describeRun(report: BenchReport): string {
   return describeRunParts(report).join('; ');
+}
+
+/** One line: a CUDA row's decode bandwidth and prefill FLOP/s, as fractions of the peaks when known. */
+export function formatRoofline(label: string, r: Roofline): string {
+  const pct = (f: number | null) => (f == null ? '' : ` = ${(100 * f).toFixed(1)}% of`);
+  const parts: string[] = [];
+  if (r.decodeGBs != null) {
+    parts.push(`decode batch 1 moves ~${formatNumber(r.decodeGBs)} GB/s of weights${r.peaks ? `${pct(r.decodeBandwidthFraction)} the ${r.peaks.gbs} GB/s ceiling` : ''}`);
+  }
+  if (r.prefillTflops != null) {
+    parts.push(`prefill reaches ${formatNumber(r.prefillTflops)} TFLOP/s${r.peaks ? `${pct(r.prefillTensorFraction)} the ${r.peaks.tflops} bf16 TFLOP/s tensor-core peak` : ''}`);
+  }
+  return `${label}: ${parts.join('; ')}`;
 }
 
 /** The lines after the table: skipped devices with their reasons, failed rows with their errors. */

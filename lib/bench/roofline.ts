@@ -15,7 +15,9 @@ export interface GpuPeaks {
   tflops: number;
 }
 
+/** The peaks of a device by name; null when unknown (and for the cusim emulator, whose name says H100-like). */
 export function gpuPeaks(deviceName: string): GpuPeaks | null {
+  if (/cusim/.test(deviceName)) return null;
   const p = GPU_PEAKS.find(([re]) => re.test(deviceName));
   return p ? { gbs: p[1], tflops: p[2] } : null;
 }
@@ -52,16 +54,4 @@ export function roofline(metrics: Metrics, config: GPT2Config, s: Pick<BenchSett
     decodeBandwidthFraction: peaks && decodeGBs != null ? decodeGBs / peaks.gbs : null,
     prefillTensorFraction: peaks && prefillTflops != null ? prefillTflops / peaks.tflops : null,
   };
-}
-
-export function formatRoofline(label: string, r: Roofline): string {
-  const pct = (f: number | null) => (f == null ? '' : ` = ${(100 * f).toFixed(1)}% of`);
-  const parts: string[] = [];
-  if (r.decodeGBs != null) {
-    parts.push(`decode batch 1 moves ~${r.decodeGBs.toFixed(0)} GB/s of weights${r.peaks ? `${pct(r.decodeBandwidthFraction)} the ${r.peaks.gbs} GB/s ceiling` : ''}`);
-  }
-  if (r.prefillTflops != null) {
-    parts.push(`prefill reaches ${r.prefillTflops.toFixed(2)} TFLOP/s${r.peaks ? `${pct(r.prefillTensorFraction)} the ${r.peaks.tflops} bf16 TFLOP/s tensor-core peak` : ''}`);
-  }
-  return `${label}: ${parts.join('; ')}`;
 }

@@ -20,7 +20,7 @@ const { device: _device, ...sharedModelOptions } = modelOptions;
 
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 
-const QUICK: Omit<BenchSettings, 'prefillBatch' | 'seed'> = { promptTokens: 16, newTokens: 4, batchSizes: [1, 4], embedTexts: 8, repeat: 1, warmup: 1 };
+const QUICK: Omit<BenchSettings, 'prefillBatch' | 'seed'> = { promptTokens: 16, newTokens: 8, batchSizes: [1, 4], embedTexts: 8, repeat: 1, warmup: 1 };
 const FULL: Omit<BenchSettings, 'prefillBatch' | 'seed'> = { promptTokens: 128, newTokens: 64, batchSizes: [1, 8, 32], embedTexts: 64, repeat: 3, warmup: 1 };
 
 /** A comma-separated option: each item checked by `item` (which returns undefined when bad). */
@@ -121,7 +121,8 @@ ${modelHelp
   --embed-texts <n>         texts per embed() call, lengths mixed up to --prompt-tokens (default 64)
   --warmup <n>              untimed runs of each workload first (default 1)
   --repeat <n>              timed runs of each workload; medians are reported (default 3)
-  --quick                   tiny sizes (16-token prompts, 4 new tokens, batches 1,4, 8 texts, 1 run)
+  --quick                   tiny sizes (16-token prompts, 8 new tokens, batches 1,4, 8 texts, 1 run):
+                            seconds, for a first look; its figures are noisy
   --out <file>              also write the JSON report to <file>
   --svg <file>              write a bar chart (ratios against cpu/f32, log scale) to <file>
   --md <file>               write the table as Markdown to <file>
