@@ -337,6 +337,7 @@ describe('gpt2-node bench (the CLI, --quick)', () => {
       [['--prompt-tokens', '200'], /n_positions \(128\)/],
       [['--repeat', '0'], /--repeat must be an integer >= 1/],
       [['--device', 'cpu'], /Unknown option '--device'/],
+      [['--svg', '/no/such/dir/chart.svg'], /--svg: no folder \/no\/such\/dir/],
     ];
     for (const [args, message] of cases) {
       const r = run(['bench', '--random', tinyRandom, '--quick', ...args]);

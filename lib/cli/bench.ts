@@ -3,8 +3,8 @@
 // side-by-side table (or JSON) and writes the JSON / SVG / Markdown files asked for.
 // Exit codes: 0 every planned row ran; 1 a row failed or nothing could run (devices missing:
 // the reason is printed); 2 usage error. Devices that are unavailable are skipped, not failures.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { resolveModel } from '../hub/index.js';
 import { info } from '../info.js';
 import { PRESETS, type DType } from '../model.js';
@@ -148,6 +148,10 @@ ${commonHelp}`,
       (DTYPES as readonly string[]).includes(s) ? (s as DType) : undefined,
     ) ?? ['float32', 'bfloat16'];
     const settings = settingsFrom(values);
+    for (const name of ['out', 'svg', 'md']) {
+      const file = values[name];
+      if (file !== undefined && !existsSync(dirname(resolve(String(file))))) throw new UsageError(`--${name}: no folder ${dirname(resolve(String(file)))}`);
+    }
     const threads = intOption(values, 'threads', 1);
     const dir = await resolveModelDir(values);
     const model = describeModel(values, dir);
@@ -166,10 +170,17 @@ ${commonHelp}`,
       modelValues, modelName: model.name, source: dir !== undefined ? 'model' : 'random', rows: plan.rows, skipped: plan.skipped,
       dtypes, settings, threads, kvCacheTokens, progress: true,
     });
-    if (values.out !== undefined) writeFileSync(String(values.out), `${JSON.stringify(report, null, 2)}\n`);
-    if (values.svg !== undefined) writeFileSync(String(values.svg), renderSvg(report));
-    if (values.md !== undefined) writeFileSync(String(values.md), formatMarkdown(report));
     out(json ? JSON.stringify(report, null, 2) : formatTable(report));
+    const files: [unknown, () => string][] = [
+      [values.out, () => `${JSON.stringify(report, null, 2)}\n`],
+      [values.svg, () => renderSvg(report)],
+      [values.md, () => formatMarkdown(report)],
+    ];
+    for (const [file, text] of files) {
+      if (file === undefined) continue;
+      writeFileSync(String(file), text());
+      process.stderr.write(`bench: wrote ${String(file)}\n`);
+    }
     const failed = report.rows.filter((r) => r.status === 'failed');
     if (failed.length) throw new Error(`bench: ${failed.length} of ${report.rows.length} rows failed (${failed.map((r) => r.label).join(', ')})`);
   },
