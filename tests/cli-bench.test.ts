@@ -1,44 +1,22 @@
 // `gpt2-node bench`: the report's table, ratios and SVG chart from fixed data (including a fake
 // CUDA row), row planning, and the real CLI on a tiny model with --quick. No timing asserts.
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { metricId, median, seededRandom, type BenchSettings } from '../lib/bench/measure.js';
 import { computeRatios, formatMarkdown, formatTable, metricDefs, tableCells } from '../lib/bench/report.js';
 import { gpuPeaks, roofline } from '../lib/bench/roofline.js';
-import { planRows, type BenchReport, type BenchRow } from '../lib/bench/run.js';
+import { parameterCount, planRows, type BenchReport, type BenchRow } from '../lib/bench/run.js';
 import type { GPT2Config } from '../lib/model.js';
 import { escapeXml, renderSvg } from '../lib/bench/svg.js';
 import { info } from '../lib/info.js';
+import { ensureDist, root, runCli as run } from './helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '..');
-const cli = join(root, 'dist/cli/main.js');
 const tinyRandom = '{"n_layer":2,"n_embd":64,"n_head":4,"n_positions":128}';
 const tinyFixture = join(root, '../shared/fixtures/models/tiny');
 
-function newestSource(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-function run(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-beforeAll(() => {
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newestSource(join(root, 'lib'))) return;
-  const tsc = join(root, 'node_modules/typescript/bin/tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: root, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
-});
+beforeAll(ensureDist);
 
 /**
  * Minimal XML well-formedness check: every tag is closed in order, attributes are quoted,
@@ -206,6 +184,11 @@ describe('row planning', () => {
       skipped: [{ device: 'cuda', reason: 'no driver' }],
     });
     expect(planRows(undefined, ['float32', 'bfloat16'], one).rows.map((r) => r.label)).toEqual(['cpu/f32', 'cpu/bf16', 'cuda/f32', 'cuda/bf16']);
+  });
+
+  it('parameter counts match the published sizes', () => {
+    expect(parameterCount({ n_layer: 12, n_embd: 768, vocab_size: 50257, n_positions: 1024 })).toBe(124_439_808);
+    expect(parameterCount({ n_layer: 48, n_embd: 1600, vocab_size: 50257, n_positions: 1024 })).toBe(1_557_611_200);
   });
 
   it('float16 is skipped on the CPU; a missing cuda:N is skipped', () => {

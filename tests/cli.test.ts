@@ -1,34 +1,10 @@
 // The gpt2-node CLI as users run it: `node dist/cli/main.js` (the package's bin). dist/ is
 // rebuilt with tsc first when any lib/ source is newer (npm ci builds it via `prepare`).
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureDist, root, runCli as run } from './helpers/cli.js';
 
-const root = resolve(import.meta.dirname, '..');
-const cli = join(root, 'dist/cli/main.js');
-
-function newestSource(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestSource(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-function run(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-beforeAll(() => {
-  if (existsSync(cli) && statSync(cli).mtimeMs >= newestSource(join(root, 'lib'))) return;
-  const tsc = join(root, 'node_modules/typescript/bin/tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: root, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
-});
+beforeAll(ensureDist);
 
 describe('gpt2-node CLI', () => {
   it('info prints the CPU and the CUDA status with its reason', () => {

@@ -31,7 +31,7 @@ async function runRow(spec: RowSpec): Promise<RowReply> {
     const m = await measureModel(model, spec.settings, () => progress?.tick());
     progress?.finish();
     m.metrics[metricId.load] = loadS;
-    // maxRSS is in KiB on Linux and macOS.
+    // maxRSS is in KiB (libuv's ru_maxrss, normalised across platforms).
     m.metrics[metricId.peakRss] = process.resourceUsage().maxRSS * 1024;
     // The CUDA backend does not report device memory in use; weights and KV cache are listed apart.
     m.metrics[metricId.peakDevice] = null;

@@ -117,7 +117,6 @@ export interface RunOptions {
   kvCacheTokens: number;
   /** Child progress lines on stderr. */
   progress?: boolean;
-  onRow?: (row: BenchRow) => void;
 }
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
@@ -152,7 +151,6 @@ export async function runBench(o: RunOptions): Promise<BenchReport> {
     const { config: rowConfig, ...row } = await runRow(plan, { modelValues, settings: o.settings, progress: o.progress ?? false });
     config ??= rowConfig ?? null;
     rows.push(row);
-    o.onRow?.(row);
   }
   const machine = machineInfo();
   for (const row of rows) {
