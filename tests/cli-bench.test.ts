@@ -9,7 +9,7 @@ import { computeRatios, formatMarkdown, formatTable, metricDefs, tableCells } fr
 import { gpuPeaks, roofline } from '../lib/bench/roofline.js';
 import { parameterCount, planRows, type BenchReport, type BenchRow } from '../lib/bench/run.js';
 import type { GPT2Config } from '../lib/model.js';
-import { escapeXml, renderSvg } from '../lib/bench/svg.js';
+import { escapeXml, renderSvg, wrap } from '../lib/bench/svg.js';
 import { info } from '../lib/info.js';
 import { ensureDist, root, runCli as run } from './helpers/cli.js';
 
@@ -160,8 +160,10 @@ describe('bench report (fixed data)', () => {
     expect(formatTable(cusim)).toContain('the CUDA device is the cusim emulator');
   });
 
-  it('escapeXml covers the five XML specials', () => {
+  it('escapeXml covers the five XML specials; wrap splits notes at spaces', () => {
     expect(escapeXml(`<a href="x">&'</a>`)).toBe('&lt;a href=&quot;x&quot;&gt;&amp;&apos;&lt;/a&gt;');
+    expect(wrap('no CUDA row: driver too old', 12)).toEqual(['no CUDA row:', 'driver too', 'old']);
+    expect(wrap('averyveryverylongword x', 5)).toEqual(['averyveryverylongword', 'x']);
   });
 
   it('the seeded inputs repeat and medians are medians', () => {

@@ -11,11 +11,12 @@ export function escapeXml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
-/** Tick values 1, 2, 5 x 10^k inside [lo, hi]. */
+/** Tick values 1, 2, 5 x 10^k inside [lo, hi] (only the powers of 10 over more than 3 decades). */
 function logTicks(lo: number, hi: number): number[] {
   const ticks: number[] = [];
+  const steps = Math.log10(hi / lo) > 3 ? [1] : [1, 2, 5];
   for (let k = Math.floor(Math.log10(lo)); k <= Math.ceil(Math.log10(hi)); k++) {
-    for (const m of [1, 2, 5]) {
+    for (const m of steps) {
       const v = m * 10 ** k;
       if (v >= lo * 0.999 && v <= hi * 1.001) ticks.push(v);
     }
@@ -24,6 +25,20 @@ function logTicks(lo: number, hi: number): number[] {
 }
 
 const round = (v: number) => Math.round(v * 10) / 10;
+
+/** Splits a line at spaces into lines of at most `width` characters (longer words stay whole). */
+export function wrap(line: string, width: number): string[] {
+  const out: string[] = [];
+  let current = '';
+  for (const word of line.split(' ')) {
+    if (current && current.length + 1 + word.length > width) {
+      out.push(current);
+      current = word;
+    } else current = current ? `${current} ${word}` : word;
+  }
+  if (current) out.push(current);
+  return out;
+}
 
 export function renderSvg(report: BenchReport): string {
   const defs = metricDefs(report.settings);
@@ -44,7 +59,7 @@ export function renderSvg(report: BenchReport): string {
   const groupH = rows.length * (barH + barGap) - barGap;
   const legendY = 76, plotTop = legendY + 30;
   const plotBottom = plotTop + defs.length * (groupH + groupGap);
-  const noteLines = notes(report);
+  const noteLines = notes(report).flatMap((n) => wrap(n, 135));
   const height = plotBottom + 40 + noteLines.length * 16 + 10;
 
   const out: string[] = [];
