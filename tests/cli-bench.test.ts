@@ -125,8 +125,9 @@ describe('bench report (fixed data)', () => {
 
   it('a failed row shows "failed" in its column and its error under the table', () => {
     const failed: BenchRow = { ...row('cuda', 'float32', 'cuda/f32', 1), status: 'failed', error: 'out of device memory', metrics: {} };
-    const text = formatTable(fakeReport([cpu, failed]));
+    const text = formatTable(fakeReport([{ ...cpu, maxStepSequences: 5 }, failed]));
     expect(text).toMatch(/^load \(s\)\s+1\.00\s+failed$/m);
+    expect(text).toContain('cpu/f32: one engine step held at most 5 sequences, so batch 8 did not decode all at once');
     expect(text).toContain('cuda/f32 failed: out of device memory');
   });
 
