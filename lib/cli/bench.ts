@@ -20,6 +20,14 @@ const { device: _device, ...sharedModelOptions } = modelOptions;
 
 const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
 
+// The shared model options' help, without --device/--dtype (bench takes lists) and with bench's defaults.
+const benchModelHelp = modelHelp
+  .split('\n')
+  .filter((l) => !/^\s+--(device|dtype) /.test(l))
+  .map((l) => l.replace('seed of the random weights (default 0)', 'seed of the random weights and of the inputs (default 0)'))
+  .map((l) => (/^\s+--kv-cache-tokens /.test(l) ? `${l} (default: room for the largest batch)` : l))
+  .join('\n');
+
 const QUICK: Omit<BenchSettings, 'prefillBatch' | 'seed'> = { promptTokens: 16, newTokens: 8, batchSizes: [1, 4], embedTexts: 8, repeat: 1, warmup: 1 };
 const FULL: Omit<BenchSettings, 'prefillBatch' | 'seed'> = { promptTokens: 128, newTokens: 64, batchSizes: [1, 8, 32], embedTexts: 64, repeat: 3, warmup: 1 };
 
@@ -107,10 +115,7 @@ memory; prints them side by side with speed-ups against the cpu/f32 row. Inputs 
 token ids from --seed, so runs are comparable. Without a usable GPU the CUDA row is skipped
 and the reason printed. Exit code 1 when a row failed (the others still run and are shown).
 
-${modelHelp
-  .split('\n')
-  .filter((l) => !/^\s+--(device|dtype) /.test(l))
-  .join('\n')}
+${benchModelHelp}
   --devices <list>          cpu, cuda, cuda:N, comma-separated (default: every available device)
   --dtype <list>            float32, bfloat16, float16 (CUDA only; skipped on the CPU)
                             (default float32,bfloat16)
