@@ -119,13 +119,13 @@ async function decodeRun(model: Model, prompts: Uint32Array[], newTokens: number
 export async function measureModel(model: Model, s: BenchSettings, onStep?: () => void): Promise<RowMeasurement> {
   const vocab = model.config.vocab_size;
   const rand = seededRandom(s.seed);
+  // Fresh prompts for every run, drawn in the same order in every row (so rows see the same ids):
+  // a cache keyed on the prompt could not make a repeat cheaper.
   const prompts = (n: number) => Array.from({ length: n }, () => randomIds(rand, s.promptTokens, vocab));
   const minLen = Math.max(1, Math.floor(s.promptTokens / 8));
   const texts = Array.from({ length: s.embedTexts }, () =>
     randomIds(rand, minLen + Math.floor(rand() * (s.promptTokens - minLen + 1)), vocab),
   );
-  const prefillInput = prompts(s.prefillBatch);
-  const decodeInputs = new Map(s.batchSizes.map((b) => [b, prompts(b)]));
 
   const samples: Record<string, number[]> = {};
   const add = (id: string, v: number) => (samples[id] ??= []).push(v);
@@ -136,18 +136,19 @@ export async function measureModel(model: Model, s: BenchSettings, onStep?: () =
   };
 
   for (let w = 0; w < s.warmup; w++) {
-    await model.forward(prefillInput, { logits: 'last' });
+    await model.forward(prompts(s.prefillBatch), { logits: 'last' });
     // Short runs at each batch size: thread pools, KV blocks and (CUDA) decode graphs get set up.
-    for (const b of s.batchSizes) await decodeRun(model, decodeInputs.get(b)!, Math.min(s.newTokens, 4));
+    for (const b of s.batchSizes) await decodeRun(model, prompts(b), Math.min(s.newTokens, 4));
     await model.embed(texts.slice(0, Math.min(texts.length, 8)));
   }
 
   for (let r = 0; r < s.repeat; r++) {
+    const prefillInput = prompts(s.prefillBatch);
     const t = await timed(() => model.forward(prefillInput, { logits: 'last' }));
     add(metricId.prefill, (s.prefillBatch * s.promptTokens) / t);
     onStep?.();
     for (const b of s.batchSizes) {
-      const d = await decodeRun(model, decodeInputs.get(b)!, s.newTokens);
+      const d = await decodeRun(model, prompts(b), s.newTokens);
       if (Number.isFinite(d.decodeTokS)) add(metricId.decode(b), d.decodeTokS);
       add(metricId.generate(b), d.generateTokS);
       add(metricId.ttft(b), median(d.ttftMs));
