@@ -71,7 +71,7 @@ function row(device: string, dtype: BenchRow['dtype'], label: string, scale: num
 function fakeReport(rows: BenchRow[], skipped: BenchReport['skipped'] = []): BenchReport {
   return {
     version: 1, date: '2026-12-02T04:00:00.000Z',
-    machine: { cpu: 'Test CPU <x&y>', isa: 'avx512', threads: 2, node: 'v20.0.0', os: 'linux-x64',
+    machine: { cpu: 'Test CPU <x&y>', isa: 'avx512', threads: 2, node: 'v20.0.0', os: 'linux-x64', loadAverage: { start: 0.5, end: 1.25 },
       cuda: { available: false, reason: 'no driver', devices: [] } },
     model: { name: 'gpt2', source: 'random', config: null, parameters: 124_439_808, dtypes: ['float32', 'bfloat16'] },
     settings: { ...settings, threads: null, kvCacheTokens: 4096 },
@@ -136,6 +136,7 @@ describe('bench report (fixed data)', () => {
     const tags = checkXml(svg);
     expect(tags[0]).toBe('svg');
     expect(svg).toContain('Test CPU &lt;x&amp;y&gt;');
+    expect(svg).toContain('load average 0.5 -&gt; 1.3');
     for (const d of metricDefs(settings)) expect(svg).toContain(`>${escapeXml(d.label)}</text>`);
     // 3 rows x 12 metrics with values (peak device memory is n/a for every row).
     expect(svg.match(/<rect [^>]*><title>/g)).toHaveLength(3 * 12);
@@ -220,6 +221,7 @@ describe('gpt2-node bench (the CLI, --quick)', () => {
     expect(j.machine.cpu.length).toBeGreaterThan(0);
     expect(['avx512', 'avx2', 'baseline']).toContain(j.machine.isa);
     expect(j.machine.node).toBe(process.version);
+    expect(j.machine.loadAverage.end).toBeGreaterThanOrEqual(0);
     expect(j.model.config?.n_layer).toBe(2);
     expect(j.model.parameters).toBeGreaterThan(0);
     const labels = j.rows.map((x) => x.label);

@@ -128,7 +128,8 @@ export function describeRunParts(report: BenchReport): string[] {
   return [
     `${m.name} (${m.source === 'random' ? 'random weights' : 'checkpoint'}${params})`,
     `prompts of ${s.promptTokens} tokens, ${s.newTokens} new tokens; median of ${s.repeat} after ${s.warmup} warm-up`,
-    `${machine.cpu} (${machine.isa}, ${s.threads ?? machine.threads} threads), node ${machine.node}, ${machine.os}`,
+    `${machine.cpu} (${machine.isa}, ${s.threads ?? machine.threads} threads), node ${machine.node}, ${machine.os}, ` +
+      `load average ${machine.loadAverage.start.toFixed(1)} -> ${machine.loadAverage.end.toFixed(1)}`,
   ];
 }
 

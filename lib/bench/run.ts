@@ -2,7 +2,7 @@
 // run, with the reason), runs each row in a fresh child process (child.ts) one at a time, and
 // assembles the schema-versioned report (report.ts formats it).
 import { fork } from 'node:child_process';
-import { release } from 'node:os';
+import { loadavg, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { info, type CudaInfo, type SystemInfo } from '../info.js';
 import type { DType, GPT2Config } from '../model.js';
@@ -44,6 +44,8 @@ export interface BenchReport {
     threads: number;
     node: string;
     os: string;
+    /** 1-minute load average when the rows started and when they ended (other work on the machine). */
+    loadAverage: { start: number; end: number };
     cuda: { available: boolean; reason: string | null; devices: { name: string; computeCapability: string; totalMemory: number }[] };
   };
   model: { name: string; source: 'random' | 'model'; config: GPT2Config | null; parameters: number | null; dtypes: DType[] };
@@ -89,13 +91,14 @@ export function parameterCount(c: Pick<GPT2Config, 'n_layer' | 'n_embd' | 'vocab
   return c.n_layer * block + (c.vocab_size + c.n_positions) * e + 2 * e;
 }
 
-export function machineInfo(i: SystemInfo = info()): BenchReport['machine'] {
+export function machineInfo(loadAtStart: number, i: SystemInfo = info()): BenchReport['machine'] {
   return {
     cpu: i.cpu.brand || 'unknown',
     isa: i.cpu.isa,
     threads: i.cpu.defaultThreads,
     node: process.version,
     os: `${process.platform}-${process.arch} ${release()}`,
+    loadAverage: { start: loadAtStart, end: loadavg()[0] },
     cuda: {
       available: i.cuda.available,
       reason: i.cuda.reason,
@@ -144,6 +147,7 @@ export function runRow(plan: RowPlan, spec: Omit<RowSpec, 'label'>): Promise<Ben
 
 /** Runs every planned row, one at a time, and builds the report. */
 export async function runBench(o: RunOptions): Promise<BenchReport> {
+  const loadAtStart = loadavg()[0];
   const rows: BenchRow[] = [];
   let config: GPT2Config | null = null;
   for (const plan of o.rows) {
@@ -152,7 +156,7 @@ export async function runBench(o: RunOptions): Promise<BenchReport> {
     config ??= rowConfig ?? null;
     rows.push(row);
   }
-  const machine = machineInfo();
+  const machine = machineInfo(loadAtStart);
   for (const row of rows) {
     if (row.status !== 'ok' || !row.device.startsWith('cuda') || !config) continue;
     const name = machine.cuda.devices[Number(row.backend?.split(':')[1] ?? 0)]?.name ?? '';
