@@ -31,7 +31,7 @@ export interface RowMeasurement {
   metrics: Metrics;
   /** Every timed sample behind a median metric (same ids). */
   samples: Record<string, number[]>;
-  /** The most sequences one engine step held: shows that the decode batches really ran together. */
+  /** The most sequences one engine step held during the row (forward, embed and generate steps alike). */
   maxStepSequences: number;
 }
 
@@ -74,7 +74,7 @@ export function median(xs: number[]): number {
 /** KV-cache tokens that let the largest decode batch run at once (the engine admits a request
  *  only when its worst case fits, so a smaller cache would serialise the batch). */
 export function kvCacheTokensFor(s: BenchSettings, nPositions: number): number {
-  const block = 16; // native/model/gpt2_model.h; maxStepSequences in the result shows if it changed
+  const block = 16; // the KV block size (native/model/gpt2_model.h): raise this with it
   const perSequence = Math.ceil((s.promptTokens + s.newTokens) / block) * block + block;
   return Math.max(4 * nPositions, Math.max(...s.batchSizes) * perSequence);
 }

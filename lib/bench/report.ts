@@ -151,7 +151,7 @@ export function formatRoofline(label: string, r: Roofline): string {
 }
 
 /** The lines after the table: skipped devices with their reasons, failed rows with their errors. */
-export function notes(report: Pick<BenchReport, 'rows' | 'skipped' | 'ratios'> & { machine?: BenchReport['machine']; settings?: BenchReport['settings'] }): string[] {
+export function notes(report: Pick<BenchReport, 'rows' | 'skipped' | 'ratios'> & { machine?: BenchReport['machine'] }): string[] {
   const lines: string[] = [];
   if (report.machine?.cuda.devices.some((d) => /cusim/.test(d.name)) && report.rows.some((r) => r.device.startsWith('cuda'))) {
     lines.push('the CUDA device is the cusim emulator: its rows check the code path, their timings say nothing about a GPU');
@@ -162,12 +162,6 @@ export function notes(report: Pick<BenchReport, 'rows' | 'skipped' | 'ratios'> &
   }
   for (const r of report.rows) if (r.status === 'failed') lines.push(`${r.label} failed: ${r.error}`);
   for (const r of report.rows) if (r.roofline) lines.push(formatRoofline(r.label, r.roofline));
-  const maxBatch = report.settings ? Math.max(...report.settings.batchSizes) : 0;
-  for (const r of report.rows) {
-    if (r.status === 'ok' && r.maxStepSequences !== undefined && r.maxStepSequences < maxBatch) {
-      lines.push(`${r.label}: one engine step held at most ${r.maxStepSequences} sequences, so batch ${maxBatch} did not decode all at once`);
-    }
-  }
   if (report.ratios.length) {
     lines.push('ratios: speed-ups against the baseline (times faster; for load and time to first token, times less time); memory rows: size against the baseline');
   }
