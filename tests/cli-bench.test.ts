@@ -288,6 +288,10 @@ describe('gpt2-node bench (the CLI, --quick)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/cpu\/f32 failed: .*KV cache/);
     expect(r.stderr).toContain('bench: 1 of 1 rows failed (cpu/f32)');
+    // A row that takes too long is killed (gpt2's random weights alone take seconds to make).
+    const slow = run(['bench', '--random', 'gpt2', '--quick', '--dtype', 'float32', '--devices', 'cpu', '--row-timeout', '1']);
+    expect(slow.code).toBe(1);
+    expect(slow.stdout).toContain('cpu/f32 failed: timed out after 1 s (--row-timeout)');
   });
 
   // The CUDA rows' code path, through the cusim plugin (built by `npm run build:cusim`).

@@ -120,21 +120,30 @@ export interface RunOptions {
   kvCacheTokens: number;
   /** Child progress lines on stderr. */
   progress?: boolean;
+  /** Seconds a row may take before its process is killed and the row fails (default: no limit). */
+  rowTimeoutS?: number;
 }
 
 const childScript = fileURLToPath(new URL('./child.js', import.meta.url));
 
 /** Runs one row in a fresh process; failures (thrown, crashed, killed) come back as the row's error. */
-export function runRow(plan: RowPlan, spec: Omit<RowSpec, 'label'>): Promise<BenchRow & { config?: GPT2Config }> {
+export function runRow(plan: RowPlan, spec: Omit<RowSpec, 'label'>, timeoutS?: number): Promise<BenchRow & { config?: GPT2Config }> {
   return new Promise((resolve) => {
     const child = fork(childScript, [], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
     child.stdout?.pipe(process.stderr); // stdout of the parent is for the report
     let reply: RowReply | undefined;
+    let timedOut = false;
+    const timer = timeoutS === undefined ? undefined : setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutS * 1000);
     child.on('message', (m) => (reply = m as RowReply));
     const fail = (error: string) => resolve({ ...plan, status: 'failed', error, metrics: {}, samples: {} });
     child.on('error', (err) => fail(err.message));
     child.on('exit', (code, signal) => {
-      if (!reply) fail(`the row's process ended without a result (${signal ? `signal ${signal}` : `exit code ${code}`})`);
+      clearTimeout(timer);
+      if (timedOut) fail(`timed out after ${timeoutS} s (--row-timeout)`);
+      else if (!reply) fail(`the row's process ended without a result (${signal ? `signal ${signal}` : `exit code ${code}`})`);
       else if (!reply.ok) fail(reply.error);
       else {
         resolve({ ...plan, status: 'ok', backend: reply.device, metrics: reply.metrics, samples: reply.samples,
@@ -152,7 +161,7 @@ export async function runBench(o: RunOptions): Promise<BenchReport> {
   let config: GPT2Config | null = null;
   for (const plan of o.rows) {
     const modelValues = { ...o.modelValues, device: plan.device, dtype: plan.dtype, 'kv-cache-tokens': String(o.kvCacheTokens) };
-    const { config: rowConfig, ...row } = await runRow(plan, { modelValues, settings: o.settings, progress: o.progress ?? false });
+    const { config: rowConfig, ...row } = await runRow(plan, { modelValues, settings: o.settings, progress: o.progress ?? false }, o.rowTimeoutS);
     config ??= rowConfig ?? null;
     rows.push(row);
   }

@@ -126,6 +126,7 @@ ${benchModelHelp}
   --embed-texts <n>         texts per embed() call, lengths mixed up to --prompt-tokens (default 64)
   --warmup <n>              untimed runs of each workload first (default 1)
   --repeat <n>              timed runs of each workload; medians are reported (default 3)
+  --row-timeout <s>         kill a row's process after <s> seconds and mark the row failed (default: none)
   --quick                   tiny sizes (16-token prompts, 8 new tokens, batches 1,4, 8 texts, 1 run):
                             seconds, for a first look; its figures are noisy
   --out <file>              also write the JSON report to <file>
@@ -142,6 +143,7 @@ ${commonHelp}`,
     'embed-texts': { type: 'string' },
     warmup: { type: 'string' },
     repeat: { type: 'string' },
+    'row-timeout': { type: 'string' },
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     svg: { type: 'string' },
@@ -173,7 +175,7 @@ ${commonHelp}`,
     if (threads !== undefined) modelValues.threads = String(threads);
     const report = await runBench({
       modelValues, modelName: model.name, source: dir !== undefined ? 'model' : 'random', rows: plan.rows, skipped: plan.skipped,
-      dtypes, settings, threads, kvCacheTokens, progress: true,
+      dtypes, settings, threads, kvCacheTokens, progress: true, rowTimeoutS: intOption(values, 'row-timeout', 1),
     });
     out(json ? JSON.stringify(report, null, 2) : formatTable(report));
     const files: [unknown, () => string][] = [
