@@ -44,17 +44,24 @@ export interface EmbedOptions {
    * normalize). Texts of at most `size` tokens are one window.
    */
   window?: EmbedWindow;
+  /**
+   * Cancels the call: its Promise rejects with an ERR_GPT2_ABORTED error and its texts that
+   * have not run yet are dropped from the engine's queue.
+   */
+  signal?: AbortSignal;
 }
 
 export type EmbedInput = string | readonly (string | Uint32Array | readonly number[])[];
 
 /** @internal what lib/embed.ts needs of the native model. */
 export interface NativeEmbedder {
-  embed(ids: Uint32Array[], pooling: number, layer: number, finalNorm: boolean, normalize: boolean): Promise<Float32Array[]>;
+  /** `handle`, when given, gets a cancel() method (see EmbedOptions.signal). */
+  embed(ids: Uint32Array[], pooling: number, layer: number, finalNorm: boolean, normalize: boolean,
+    handle?: { cancel?: () => boolean }): Promise<Float32Array[]>;
 }
 
 const POOLING_CODE = { mean: 1, last: 2, first: 3 } as const;
-const EMBED_KEYS = ['pooling', 'normalize', 'layer', 'finalNorm', 'truncate', 'window'] as const;
+const EMBED_KEYS = ['pooling', 'normalize', 'layer', 'finalNorm', 'truncate', 'window', 'signal'] as const;
 const WHERE = 'Model.embed';
 
 interface Resolved {
@@ -64,6 +71,7 @@ interface Resolved {
   finalNorm: boolean;
   truncate: Truncate;
   window?: EmbedWindow;
+  signal?: AbortSignal;
 }
 
 function resolveOptions(opts: unknown, nLayer: number, nPositions: number): Resolved {
@@ -91,6 +99,10 @@ function resolveOptions(opts: unknown, nLayer: number, nPositions: number): Reso
       throw withCode(new RangeError(`${WHERE}: window.stride must be 1 ... window.size (${size}) (got ${stride})`), ErrorCode.OutOfRange);
     }
     r.window = { size, stride };
+  }
+  if (o.signal !== undefined) {
+    if (!(o.signal instanceof AbortSignal)) throw withCode(new TypeError(`${WHERE}: signal must be an AbortSignal`), ErrorCode.InvalidArg);
+    r.signal = o.signal;
   }
   return r;
 }
@@ -134,11 +146,13 @@ export async function embed(
       );
     }
   });
+  checkNotAborted(o.signal);
   if (textAt.length > 0) {
     const encoded = await tokenizer().encodeBatch(textAt.map((i) => items[i] as string));
     textAt.forEach((at, k) => { ids[at] = encoded[k]!; });
   }
 
+  checkNotAborted(o.signal);
   // Truncation, or windows: each item becomes one or more native inputs.
   const inputs: Uint32Array[] = [];
   const spans: [number, number][] = [];
@@ -163,7 +177,8 @@ export async function embed(
   });
 
   const windowed = inputs.length !== items.length;
-  const vectors = await model.embed(inputs, POOLING_CODE[o.pooling], o.layer, o.finalNorm, o.normalize && !windowed);
+  const vectors = await runCancellable(o.signal, (handle) =>
+    model.embed(inputs, POOLING_CODE[o.pooling], o.layer, o.finalNorm, o.normalize && !windowed, handle));
   if (!windowed) return vectors;
   return spans.map(([begin, end]) => {
     if (end - begin === 1 && !o.normalize) return vectors[begin]!;
@@ -175,6 +190,23 @@ export async function embed(
     if (o.normalize) normalizeInPlace(out);
     return out;
   });
+}
+
+function checkNotAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw withCode(new Error(`${WHERE}: aborted`), ErrorCode.Aborted);
+}
+
+/** Runs the native call; an abort of `signal` meanwhile cancels it (the native side rejects). */
+async function runCancellable<T>(signal: AbortSignal | undefined, call: (handle: { cancel?: () => boolean }) => Promise<T>): Promise<T> {
+  const handle: { cancel?: () => boolean } = {};
+  if (!signal) return call(handle);
+  const onAbort = () => handle.cancel?.();
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await call(handle);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
 }
 
 /** v /= |v|₂ (a zero vector stays zero). */

@@ -4,6 +4,7 @@
 // arguments and shapes results.
 import { embed, type EmbedInput, type EmbedOptions, type NativeEmbedder } from './embed.js';
 import { ErrorCode, withCode } from './errors.js';
+import { isHubId, isLocalModelDir, resolveModel } from './hub/index.js';
 import { native } from './native.js';
 import { checkOptions, oneOf, describe, finiteNumber, integer, optionalBoolean, toTokenIds } from './options.js';
 import { Generation, type GenerationResult, type NativeGeneration } from './generation.js';
@@ -45,6 +46,23 @@ export interface LoadOptions {
 }
 
 export type RandomOptions = LoadOptions & { seed?: number };
+
+/** Model.engineStats: counters of the model's engine loop since load. */
+export interface EngineStats {
+  /** Forward steps run (each a batch of sequences from any requests). */
+  steps: number;
+  /** The most sequences one step held. */
+  maxStepSequences: number;
+  /** Input tokens run, summed over steps (prompt chunks and decode rows). */
+  tokens: number;
+  /** Sequences run, summed over steps (tokens / sequences per step is the batch shape). */
+  sequences: number;
+  failedSteps: number;
+  /** Steps by sequences per step: [i] counts steps with at most 2^i sequences (the last: more). */
+  stepSequenceBuckets: number[];
+  /** Steps by tokens per step: [i] counts steps with at most 16 * 2^i tokens (the last: more). */
+  stepTokenBuckets: number[];
+}
 export type LogitsMode = 'last' | 'all' | 'none';
 
 export interface ForwardOptions {
@@ -68,7 +86,8 @@ export interface NativeModel extends NativeEmbedder {
   config(): string;
   info(): { device: string; deviceReason: string; dtype: string; disposed: boolean; weightBytes?: number;
     kvCacheTokens?: number; kvCacheBytes?: number; kvBlockSize?: number; kvFreeBlocks?: number;
-    engineSteps?: number; engineMaxStepSequences?: number };
+    engineSteps?: number; engineMaxStepSequences?: number; engineTokens?: number; engineSequences?: number;
+    engineFailedSteps?: number; engineStepSequenceBuckets?: number[]; engineStepTokenBuckets?: number[] };
   forward(ids: Uint32Array[], logits: Int32Array, hiddenStates: boolean): Promise<{
     logits: (Float32Array | null)[]; lastHiddenState: Float32Array[]; hiddenStates?: Float32Array[][] }>;
   sequence(): NativeSequence;
@@ -157,12 +176,18 @@ export class Model {
     this.#info = nativeModel.info();
   }
 
-  /** Loads a Hugging Face GPT-2 folder (config.json + model.safetensors, or shards). */
-  static async load(dir: string, opts?: LoadOptions): Promise<Model> {
-    if (typeof dir !== 'string' || dir.length === 0) {
-      throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dir)})`), ErrorCode.InvalidArg);
+  /**
+   * Loads a Hugging Face GPT-2 folder (config.json + model.safetensors, or shards), or a hub id
+   * ('openai-community/gpt2'), downloaded into the Hugging Face cache first. A folder that
+   * exists wins over a hub id of the same name.
+   */
+  static async load(dirOrHubId: string, opts?: LoadOptions): Promise<Model> {
+    if (typeof dirOrHubId !== 'string' || dirOrHubId.length === 0) {
+      throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dirOrHubId)})`), ErrorCode.InvalidArg);
     }
     const o = checkLoadOptions(checkOptions(opts, LOAD_KEYS, 'Model.load'), 'Model.load');
+    // Anything that is not a hub id ('./x', '/abs/path') goes to the loader, which names the missing folder.
+    const dir = !isLocalModelDir(dirOrHubId) && isHubId(dirOrHubId) ? await resolveModel(dirOrHubId) : dirOrHubId;
     const nativeModel = await binding.modelLoad(dir, o);
     try {
       const vocab = (JSON.parse(nativeModel.config()) as GPT2Config).vocab_size;
@@ -277,11 +302,19 @@ export class Model {
     }
   }
 
-  /** Engine counters: forward steps run and the most sequences one step held. */
-  get engineStats(): { steps: number; maxStepSequences: number } {
+  /** Engine counters since load: forward steps, what they held, and batch-size histograms. */
+  get engineStats(): EngineStats {
     this.#check('Model.engineStats');
     const i = this.#native.info();
-    return { steps: i.engineSteps ?? 0, maxStepSequences: i.engineMaxStepSequences ?? 0 };
+    return {
+      steps: i.engineSteps ?? 0,
+      maxStepSequences: i.engineMaxStepSequences ?? 0,
+      tokens: i.engineTokens ?? 0,
+      sequences: i.engineSequences ?? 0,
+      failedSteps: i.engineFailedSteps ?? 0,
+      stepSequenceBuckets: i.engineStepSequenceBuckets ?? [],
+      stepTokenBuckets: i.engineStepTokenBuckets ?? [],
+    };
   }
 
   /** A stateful sequence with its own KV cache, for custom decoding loops. */

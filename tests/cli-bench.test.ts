@@ -11,12 +11,12 @@ import { parameterCount, planRows, type BenchReport, type BenchRow } from '../li
 import type { GPT2Config } from '../lib/model.js';
 import { escapeXml, renderSvg, wrap } from '../lib/bench/svg.js';
 import { info } from '../lib/info.js';
-import { ensureDist, root, runCli as run } from './helpers/cli.js';
+import { buildDistIfStale, root, runCli as run } from './helpers/cli.js';
 
 const tinyRandom = '{"n_layer":2,"n_embd":64,"n_head":4,"n_positions":128}';
 const tinyFixture = join(root, '../shared/fixtures/models/tiny');
 
-beforeAll(ensureDist);
+beforeAll(buildDistIfStale);
 
 /**
  * Minimal XML well-formedness check: every tag is closed in order, attributes are quoted,

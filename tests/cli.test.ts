@@ -1,10 +1,9 @@
-// The gpt2-node CLI as users run it: `node dist/cli/main.js` (the package's bin). dist/ is
-// rebuilt with tsc first when any lib/ source is newer (npm ci builds it via `prepare`).
+// The gpt2-node CLI as users run it (tests/helpers/cli.ts).
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureDist, root, runCli as run } from './helpers/cli.js';
+import { buildDistIfStale, root, runCli as run } from './helpers/cli.js';
 
-beforeAll(ensureDist);
+beforeAll(buildDistIfStale);
 
 describe('gpt2-node CLI', () => {
   it('info prints the CPU and the CUDA status with its reason', () => {

@@ -5,7 +5,6 @@
 // the reason is printed); 2 usage error. Devices that are unavailable are skipped, not failures.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { resolveModel } from '../hub/index.js';
 import { info } from '../info.js';
 import { PRESETS, type DType } from '../model.js';
 import { kvCacheTokensFor, type BenchSettings } from '../bench/measure.js';
@@ -13,8 +12,7 @@ import { formatMarkdown, formatTable, notes } from '../bench/report.js';
 import { planRows, runBench } from '../bench/run.js';
 import { renderSvg } from '../bench/svg.js';
 import { commonHelp, UsageError, type CliCommand, type CommandContext } from './command.js';
-import { intOption, modelHelp, modelOptions } from './model-options.js';
-import { Progress } from './progress.js';
+import { intOption, modelHelp, modelOptions, resolveModelDir } from './model-options.js';
 
 const { device: _device, ...sharedModelOptions } = modelOptions;
 
@@ -87,23 +85,6 @@ function settingsFrom(values: CommandContext['values']): BenchSettings {
   };
 }
 
-/** The model folder for --model (a hub id is downloaded once, here, not per row). */
-async function resolveModelDir(values: CommandContext['values']): Promise<string | undefined> {
-  if (values.model === undefined) return undefined;
-  if (values.random !== undefined) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
-  let bar: Progress | undefined;
-  return resolveModel(String(values.model), {
-    onProgress: (p) => {
-      bar ??= new Progress({ unit: 'B', label: `download ${p.file}`, total: p.total });
-      bar.tick(p.bytes, true);
-      if (p.done) {
-        bar.finish();
-        bar = undefined;
-      }
-    },
-  });
-}
-
 export const command: CliCommand = {
   name: 'bench',
   summary: 'benchmark every device and dtype side by side (tokens/s, TTFT, memory)',
@@ -160,7 +141,9 @@ ${commonHelp}`,
       if (file !== undefined && !existsSync(dirname(resolve(String(file))))) throw new UsageError(`--${name}: no folder ${dirname(resolve(String(file)))}`);
     }
     const threads = intOption(values, 'threads', 1);
-    const dir = await resolveModelDir(values);
+    if (values.model !== undefined && values.random !== undefined) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
+    // A hub id is downloaded once, here, not per row.
+    const dir = values.model === undefined ? undefined : await resolveModelDir(String(values.model));
     const model = describeModel(values, dir);
     if (settings.promptTokens + settings.newTokens > model.nPositions) {
       throw new UsageError(`--prompt-tokens + --new-tokens (${settings.promptTokens + settings.newTokens}) is more than the model's n_positions (${model.nPositions})`);

@@ -22,7 +22,8 @@ export interface CliCommand {
   options: OptionSpec;
   /** Positional arguments accepted (default none). */
   positionals?: { min: number; max: number };
-  run(ctx: CommandContext): Promise<void> | void;
+  /** Resolves with the exit code (default 0; e.g. 130 after SIGINT). */
+  run(ctx: CommandContext): Promise<void | number> | void | number;
 }
 
 /** Bad command line: printed as one line, exit code 2. */

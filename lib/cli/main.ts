@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // gpt2-node command line. One module per command under lib/cli/ (see command.ts); commands
 // are imported only when run, so `--help` does not load the native addon.
-// Exit codes: 0 ok, 1 runtime error, 2 usage error. Errors are printed as one line on stderr.
+// Exit codes: 0 ok, 1 runtime error, 2 usage error, 130 interrupted. Errors are printed as one line on stderr.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,11 @@ interface CommandEntry {
 // Add new commands here (DESIGN.md: pull, tokenize, generate, embed, serve, bench).
 const commands: Record<string, CommandEntry> = {
   info: { summary: 'show CPU features, threads and CUDA status', load: async () => (await import('./info.js')).command },
+  pull: { summary: 'download a model from the Hugging Face hub into the Hugging Face cache', load: async () => (await import('./pull.js')).command },
+  serve: { summary: 'OpenAI-compatible HTTP server (embeddings, completions, metrics)', load: async () => (await import('./serve.js')).command },
+  tokenize: { summary: 'show the tokens of a text (or --decode ids)', load: async () => (await import('./tokenize.js')).command },
+  generate: { summary: 'continue a prompt, or a JSONL file of prompts (resumable)', load: async () => (await import('./generate.js')).command },
+  embed: { summary: 'embed a text, or a JSONL file of texts (JSONL or .npy, resumable)', load: async () => (await import('./embed.js')).command },
   bench: { summary: 'benchmark every device and dtype side by side (tokens/s, TTFT, memory)', load: async () => (await import('./bench.js')).command },
 };
 
@@ -61,8 +66,7 @@ export async function main(argv: string[]): Promise<number> {
     out(command.help);
     return 0;
   }
-  await command.run({ values, positionals, json: values.json === true, out });
-  return 0;
+  return (await command.run({ values, positionals, json: values.json === true, out })) ?? 0;
 }
 
 function oneLine(err: unknown): string {
@@ -71,6 +75,13 @@ function oneLine(err: unknown): string {
   const code = typeof e?.code === 'string' && e.code.startsWith('ERR_GPT2') ? ` [${e.code}]` : '';
   return `${msg.replace(/\s*\n\s*/g, ' ')}${code}`;
 }
+
+// A reader that closed the pipe early (`| head`) ends the command quietly, as SIGPIPE does
+// other Unix tools (exit 128 + 13).
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(141);
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

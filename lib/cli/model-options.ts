@@ -1,8 +1,9 @@
 // The model options every model-using command shares (generate, embed, serve, bench, tokenize):
 // --model <folder or hub id> or --random <preset>, plus device, dtype and threads.
-import { resolveModel } from '../hub/index.js';
+import { isHubId, isLocalModelDir, resolveModel, type ResolveOptions } from '../hub/index.js';
 import { Model, type Device, type DType, type LoadOptions } from '../model.js';
 import { UsageError, type CommandContext, type OptionSpec } from './command.js';
+import { downloadProgressPrinter } from './pull.js';
 
 export const modelOptions: OptionSpec = {
   model: { type: 'string', short: 'm' },
@@ -32,6 +33,17 @@ export function intOption(values: CommandContext['values'], name: string, min = 
   return n;
 }
 
+/** Parses a finite number option; absent gives undefined. Bad values are usage errors (exit 2). */
+export function numberOption(values: CommandContext['values'], name: string, min = -Infinity, max = Infinity): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a number${min > -Infinity ? ` >= ${min}` : ''}${max < Infinity ? ` and <= ${max}` : ''} (got '${String(v)}')`);
+  }
+  return n;
+}
+
 /** The LoadOptions given on the command line. */
 export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   const o: LoadOptions = {};
@@ -44,8 +56,11 @@ export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   return o;
 }
 
-/** Loads --model (folder or hub id) or --random; exactly one must be given. */
-export async function loadModelFrom(values: CommandContext['values'], onProgress?: Parameters<typeof resolveModel>[1]): Promise<Model> {
+/**
+ * Loads --model (folder or hub id) or --random; exactly one must be given. A hub id not yet in
+ * the cache is downloaded first, with progress on stderr (as `gpt2-node pull` shows it).
+ */
+export async function loadModelFrom(values: CommandContext['values'], resolveOptions?: ResolveOptions): Promise<Model> {
   const model = values.model as string | undefined;
   const random = values.random as string | undefined;
   if ((model === undefined) === (random === undefined)) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
@@ -61,5 +76,14 @@ export async function loadModelFrom(values: CommandContext['values'], onProgress
     }
     return Model.random(config, { ...opts, seed: intOption(values, 'seed') ?? 0 });
   }
-  return Model.load(await resolveModel(model as string, onProgress), opts);
+  return Model.load(await resolveModelDir(model as string, resolveOptions), opts);
+}
+
+/**
+ * The folder of --model: as given when it is a folder (or not a hub id: the caller names the
+ * missing folder), else the hub id's snapshot, downloaded first with progress on stderr.
+ */
+export async function resolveModelDir(model: string, resolveOptions?: ResolveOptions): Promise<string> {
+  if (isLocalModelDir(model) || !isHubId(model)) return model;
+  return resolveModel(model, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions });
 }

@@ -77,7 +77,9 @@ std::shared_ptr<engine::WorkSource> make_embedding_source(model::GPT2Model& mode
 }
 
 // embed(ids: Uint32Array[], pooling: 0 rows | 1 mean | 2 last | 3 first, layer: number
-// (-1 = last), finalNorm: boolean, normalize: boolean) -> Promise<Float32Array[]>
+// (-1 = last), finalNorm: boolean, normalize: boolean, handle?: object) -> Promise<Float32Array[]>
+// With `handle`, handle.cancel() ends the call early: its Promise rejects with ERR_GPT2_ABORTED
+// and its queued texts never run (engine/embedding.h EmbeddingSource::cancel).
 Napi::Value ModelEmbed(const Napi::CallbackInfo& info, const std::shared_ptr<ModelState>& state) {
   Napi::Env env = info.Env();
   state->live("Model.embed");
@@ -115,6 +117,14 @@ Napi::Value ModelEmbed(const Napi::CallbackInfo& info, const std::shared_ptr<Mod
     }
     channel->tsfn.Release();  // the finalizer deletes `call`; its Promise is never handed out
     throw;
+  }
+  if (info.Length() > 5 && info[5].IsObject()) {
+    std::weak_ptr<engine::EmbedJob> weak_job = job;  // the handle does not keep the texts alive
+    info[5].As<Napi::Object>().Set("cancel", Napi::Function::New(env, [state, weak_job](const Napi::CallbackInfo& i) -> Napi::Value {
+      auto pending = weak_job.lock();
+      auto* source = static_cast<engine::EmbeddingSource*>(state->embedding.get());
+      return Napi::Boolean::New(i.Env(), pending && source && source->cancel(pending));
+    }));
   }
   state->scheduler->notify();
   return promise;

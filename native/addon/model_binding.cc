@@ -66,6 +66,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           const engine::SchedulerStats es = s.scheduler->stats();
           o.Set("engineSteps", double(es.steps));
           o.Set("engineMaxStepSequences", es.max_step_sequences);
+          o.Set("engineTokens", double(es.tokens));
+          o.Set("engineSequences", double(es.sequences));
+          o.Set("engineFailedSteps", double(es.failed_steps));
+          auto buckets = [&](const auto& counts) {
+            Napi::Array a = Napi::Array::New(env, counts.size());
+            for (uint32_t i = 0; i < counts.size(); i++) a.Set(i, double(counts[i]));
+            return a;
+          };
+          o.Set("engineStepSequenceBuckets", buckets(es.step_sequences_buckets));
+          o.Set("engineStepTokenBuckets", buckets(es.step_tokens_buckets));
         }
       }
       return o;

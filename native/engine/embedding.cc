@@ -46,6 +46,17 @@ void EmbeddingSource::submit(std::shared_ptr<EmbedJob> job) {
   }
 }
 
+bool EmbeddingSource::cancel(const std::shared_ptr<EmbedJob>& job) {
+  std::vector<std::shared_ptr<EmbedJob>> finished_jobs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (job->finished) return false;
+    finish(job, std::make_exception_ptr(Error(ErrorKind::Error, code::kAborted, "embed: aborted")), finished_jobs);
+  }
+  notify_done(finished_jobs);
+  return true;
+}
+
 EmbeddingSource::Queue::iterator EmbeddingSource::unqueue(Queue::iterator it) {
   arrival_.erase(it->first.second);
   return queued_.erase(it);

@@ -54,6 +54,11 @@ class EmbeddingSource : public WorkSource {
   // call Scheduler::notify() afterwards.
   void submit(std::shared_ptr<EmbedJob> job);
 
+  // Ends a job that is not finished yet with an ERR_GPT2_ABORTED error (its done() runs
+  // here): queued items are dropped as planning reaches them, a running step's results for
+  // it are discarded. Any thread. Returns whether the job was still pending.
+  bool cancel(const std::shared_ptr<EmbedJob>& job);
+
   void plan(std::vector<model::SequenceInput>& step, StepBudget& budget) override;
   void complete(std::span<model::SequenceOutput> outputs) override;
   void fail(std::exception_ptr error) override;

@@ -4,6 +4,15 @@
 
 namespace gpt2::engine {
 
+namespace {
+// SchedulerStats bucket of `value`: the first i with value <= first_bound * 2^i, else the last.
+int bucket_of(int64_t value, int64_t first_bound) {
+  int i = 0;
+  for (int64_t bound = first_bound; i < SchedulerStats::kBuckets - 1 && value > bound; bound *= 2) i++;
+  return i;
+}
+}  // namespace
+
 Scheduler::Scheduler(model::GPT2Model& model, SchedulerOptions options) : model_(model), options_(options) {
   if (options_.max_batch_tokens < 1) options_.max_batch_tokens = 1;
 }
@@ -93,6 +102,8 @@ bool Scheduler::run_step() {
     stats_.last_step_tokens = static_cast<int32_t>(tokens);
     stats_.last_step_sequences = static_cast<int32_t>(step.size());
     stats_.max_step_sequences = std::max(stats_.max_step_sequences, stats_.last_step_sequences);
+    stats_.step_sequences_buckets[bucket_of(static_cast<int64_t>(step.size()), 1)]++;
+    stats_.step_tokens_buckets[bucket_of(tokens, 16)]++;
   }
   for (size_t i = 0; i < sources_.size(); i++) {
     const auto [begin, end] = spans[i];

@@ -16,6 +16,7 @@
 // when every source comes back empty. stop() finishes the running step, tells every source
 // stop(), and joins; the model must outlive the scheduler.
 #pragma once
+#include <array>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -66,6 +67,11 @@ struct SchedulerOptions {
 
 // Counters for metrics and tests (read with stats()).
 struct SchedulerStats {
+  // Steps by batch size: bucket i counts steps with at most 2^i sequences (tokens: 16 * 2^i);
+  // the last bucket takes the rest. Cumulative sums of these are Prometheus histogram buckets.
+  static constexpr int kBuckets = 10;
+  std::array<int64_t, kBuckets> step_sequences_buckets{};
+  std::array<int64_t, kBuckets> step_tokens_buckets{};
   int64_t steps = 0;
   int64_t tokens = 0;           // total input tokens run
   int64_t sequences = 0;        // total inputs run (one per sequence per step)

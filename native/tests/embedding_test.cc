@@ -1,7 +1,8 @@
 // The embedding work source (engine/embedding.h) on the engine loop: jobs submitted
 // together share steps and each vector equals its text run alone; a text longer than the
 // budget runs alone; a step that fails because of another source's input is retried
-// alone, item by item, so the embeddings still succeed; stop() rejects queued jobs;
+// alone, item by item, so the embeddings still succeed; stop() rejects queued jobs; cancel()
+// ends one job and drops its texts;
 // pool_rows against a plain loop.
 #include <chrono>
 #include <cmath>
@@ -67,6 +68,23 @@ double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
   for (size_t i = 0; i < a.size(); i++) m = std::max(m, double(std::fabs(a[i] - b[i])));
   return m;
+}
+
+// Plans one step of `src` under a token budget (with every free KV block); returns its inputs.
+std::vector<SequenceInput> plan_step(GPT2Model& m, EmbeddingSource& src, int64_t tokens) {
+  std::vector<SequenceInput> step;
+  StepBudget budget;
+  budget.tokens = tokens;
+  budget.free_blocks = m.kv_cache().free_blocks();
+  src.plan(step, budget);
+  return step;
+}
+
+// Completes the planned step of n inputs with dummy vectors.
+void complete_step(EmbeddingSource& src, size_t n) {
+  std::vector<SequenceOutput> out(n);
+  for (auto& o : out) o.hidden.assign(32, 1.0f);
+  src.complete(out);
 }
 
 // Adds one input with an out-of-range token id to the next step (once), failing it.
@@ -145,16 +163,9 @@ TEST(plan_starts_with_the_oldest_and_groups_by_length) {
   auto job = w.job({text(4, 0), text(30, 1), text(5, 2), text(31, 3), text(6, 4), text(29, 5), text(4, 6)});
   src.submit(job);
   auto plan = [&](int64_t tokens) {
-    std::vector<SequenceInput> step;
-    StepBudget budget;
-    budget.tokens = tokens;
-    budget.free_blocks = model->kv_cache().free_blocks();
-    src.plan(step, budget);
     std::vector<int32_t> sizes;
-    for (auto& in : step) sizes.push_back(in.n);
-    std::vector<SequenceOutput> out(step.size());
-    for (auto& o : out) o.hidden.assign(32, 1.0f);
-    src.complete(out);
+    for (auto& in : plan_step(*model, src, tokens)) sizes.push_back(in.n);
+    complete_step(src, sizes.size());
     return sizes;
   };
   // Oldest = 4 tokens; then the closest lengths until 40 tokens: 4, 5, 6 (29 does not fit).
@@ -204,6 +215,39 @@ TEST(submit_validates_and_stop_rejects_queued_jobs) {
   } catch (const Error& e) {
     CHECK(e.code() == code::kDisposed);
   }
+}
+
+TEST(cancel_ends_a_job_and_drops_its_queued_and_running_items) {
+  auto model = make_model();
+  EmbeddingSource src(*model);
+  Waiter w;
+  auto a = w.job({text(10, 1), text(11, 2), text(12, 3)});
+  auto b = w.job({text(30, 4)});
+  src.submit(a);
+  src.submit(b);
+  auto plan = [&](int64_t tokens) { return plan_step(*model, src, tokens); };
+  auto complete = [&](size_t n) { complete_step(src, n); };
+  // a's first text runs; a is cancelled meanwhile: done() at once, with ERR_GPT2_ABORTED.
+  auto step = plan(10);
+  CHECK(step.size() == 1 && step[0].n == 10);
+  CHECK(src.cancel(a));
+  CHECK(w.done == 1);
+  CHECK(!src.cancel(a));  // already finished
+  try {
+    std::rethrow_exception(a->error);
+  } catch (const Error& e) {
+    CHECK(e.code() == code::kAborted);
+  }
+  complete(step.size());  // the running text's result is discarded
+  CHECK(a->vectors.empty());
+  // a's queued texts are dropped: the next step is b's text alone.
+  step = plan(64);
+  CHECK(step.size() == 1 && step[0].n == 30);
+  complete(step.size());
+  CHECK(w.wait(2) && !b->error && b->vectors.size() == 1);
+  CHECK(!src.cancel(b));
+  CHECK(plan(64).empty());
+  CHECK(model->kv_cache().free_blocks() == model->kv_cache().shape().num_blocks);
 }
 
 TEST_MAIN()

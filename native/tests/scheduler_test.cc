@@ -123,6 +123,14 @@ TEST(scheduler_batches_and_matches_alone) {
   const SchedulerStats st = sched.stats();
   CHECK(st.steps >= 2 && st.steps < 12);
   CHECK(st.max_step_sequences > 1);
+  // Every step lands in exactly one bucket of each histogram; a shared step is above bucket 0.
+  int64_t by_sequences = 0, by_tokens = 0;
+  for (int b = 0; b < SchedulerStats::kBuckets; b++) {
+    by_sequences += st.step_sequences_buckets[b];
+    by_tokens += st.step_tokens_buckets[b];
+  }
+  CHECK(by_sequences == st.steps && by_tokens == st.steps);
+  CHECK(st.step_sequences_buckets[0] < st.steps);
   for (int i = 0; i < 12; i++) {
     const auto& it = *src.items_[i];
     CHECK(it.done && !it.failed);
