@@ -11,7 +11,8 @@ import { parameterCount, planRows, type BenchReport, type BenchRow } from '../li
 import type { GPT2Config } from '../lib/model.js';
 import { escapeXml, renderSvg, wrap } from '../lib/bench/svg.js';
 import { info } from '../lib/info.js';
-import { buildDistIfStale, root, runCli as run } from './helpers/cli.js';
+import { buildDistIfStale, root, runCli as run, runCliAsync } from './helpers/cli.js';
+import { MockHub } from './helpers/mock-hub.js';
 
 const tinyRandom = '{"n_layer":2,"n_embd":64,"n_head":4,"n_positions":128}';
 const tinyFixture = join(root, '../shared/fixtures/models/tiny');
@@ -292,6 +293,29 @@ describe('gpt2-node bench (the CLI, --quick)', () => {
     const slow = run(['bench', '--random', 'gpt2', '--quick', '--dtype', 'float32', '--devices', 'cpu', '--row-timeout', '1']);
     expect(slow.code).toBe(1);
     expect(slow.stdout).toContain('cpu/f32 failed: timed out after 1 s (--row-timeout)');
+  });
+
+  it('--model <hub id>: downloaded once in the parent (with progress), then every row loads the snapshot', async () => {
+    const hub = await MockHub.start();
+    try {
+      const read = (p: string) => readFileSync(join(tinyFixture, '..', '..', p));
+      hub.addRepo('test-org/tiny-gpt2', {
+        commit: 'a'.repeat(40),
+        files: { 'config.json': read('models/tiny/config.json'), 'model.safetensors': read('models/tiny/model.safetensors'),
+          'vocab.json': read('tokenizer/vocab.json'), 'merges.txt': read('tokenizer/merges.txt') },
+        lfs: ['model.safetensors'],
+      });
+      const env = { HF_HOME: mkdtempSync(join(tmpdir(), 'gpt2-bench-hf-')), HF_ENDPOINT: hub.url };
+      const r = await runCliAsync(['bench', '--model', 'test-org/tiny-gpt2', '--quick', '--json'], env);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout) as BenchReport;
+      expect(j.model).toMatchObject({ name: 'test-org/tiny-gpt2', source: 'model' });
+      expect(j.rows.map((x) => x.status)).toEqual(['ok', 'ok']);
+      expect(hub.count('GET', 'cdn', 'model.safetensors')).toBe(1);
+      expect(r.stderr).toMatch(/model\.safetensors/);
+    } finally {
+      await hub.close();
+    }
   });
 
   // The CUDA rows' code path, through the cusim plugin (built by `npm run build:cusim`).
