@@ -157,7 +157,7 @@ export function notes(report: Pick<BenchReport, 'rows' | 'skipped' | 'ratios'> &
     lines.push('the CUDA device is the cusim emulator: its rows check the code path, their timings say nothing about a GPU');
   }
   for (const s of report.skipped) {
-    const what = s.dtype ? rowLabel(s.device, s.dtype) : s.device.startsWith('cuda') ? (s.device === 'cuda' ? 'CUDA' : s.device) : s.device;
+    const what = s.dtype ? rowLabel(s.device, s.dtype) : s.device === 'cuda' ? 'CUDA' : s.device;
     lines.push(`no ${what} row: ${s.reason}`);
   }
   for (const r of report.rows) if (r.status === 'failed') lines.push(`${r.label} failed: ${r.error}`);
