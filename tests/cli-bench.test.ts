@@ -237,6 +237,10 @@ describe('gpt2-node bench (the CLI, --quick)', () => {
         expect(Number.isFinite(v) && (v as number) > 0, `${x.label} ${d.id} = ${v}`).toBe(true);
       }
       expect(x.maxStepSequences).toBeGreaterThanOrEqual(1);
+      // Sequences per engine step in the decode runs: between 1 and the batch size.
+      expect(x.decodeStepSequences!['1']).toBe(1);
+      expect(x.decodeStepSequences!['4']).toBeGreaterThan(1);
+      expect(x.decodeStepSequences!['4']).toBeLessThanOrEqual(4);
     }
     expect(j.ratios[0]).toMatchObject({ row: 'cpu/bf16', baseline: 'cpu/f32' });
     expect(j.machine.cuda.available).toBe(cudaInfo.available);

@@ -33,6 +33,9 @@ export interface RowMeasurement {
   samples: Record<string, number[]>;
   /** The most sequences one engine step held during the row (forward, embed and generate steps alike). */
   maxStepSequences: number;
+  /** Per decode batch size: sequences per engine step during its timed runs (median): how much of the
+   *  batch the engine really ran together (prefills are staggered, early requests finish first). */
+  decodeStepSequences: Record<string, number>;
 }
 
 /** Metric ids; report.ts gives each a label, unit and direction. */
@@ -85,10 +88,12 @@ interface DecodeRun {
   decodeTokS: number;
   generateTokS: number;
   ttftMs: number[];
+  stepSequences: number;
 }
 
 /** `batch` concurrent greedy generate() requests of newTokens each, EOS ignored. */
 async function decodeRun(model: Model, prompts: Uint32Array[], newTokens: number): Promise<DecodeRun> {
+  const before = model.engineStats;
   const start = now();
   const gens = prompts.map((p) => model.generate(p, { maxNewTokens: newTokens, ignoreEos: true }));
   // Arrival time of every token, per request.
@@ -105,7 +110,9 @@ async function decodeRun(model: Model, prompts: Uint32Array[], newTokens: number
   const allStarted = Math.max(...streams.map((t) => t[0]));
   const end = Math.max(...streams.map((t) => t[t.length - 1]));
   const decoded = streams.reduce((a, t) => a + t.filter((x) => x > allStarted).length, 0);
+  const after = model.engineStats;
   return {
+    stepSequences: (after.sequences - before.sequences) / Math.max(1, after.steps - before.steps),
     decodeTokS: decoded > 0 && end > allStarted ? decoded / ((end - allStarted) / 1000) : NaN,
     generateTokS: total / ((end - start) / 1000),
     ttftMs: streams.map((t) => t[0] - start),
@@ -129,6 +136,7 @@ export async function measureModel(model: Model, s: BenchSettings, onStep?: () =
 
   const samples: Record<string, number[]> = {};
   const add = (id: string, v: number) => (samples[id] ??= []).push(v);
+  const stepSequences: Record<string, number[]> = {};
   const timed = async (fn: () => Promise<unknown>): Promise<number> => {
     const t = now();
     await fn();
@@ -152,6 +160,7 @@ export async function measureModel(model: Model, s: BenchSettings, onStep?: () =
       if (Number.isFinite(d.decodeTokS)) add(metricId.decode(b), d.decodeTokS);
       add(metricId.generate(b), d.generateTokS);
       add(metricId.ttft(b), median(d.ttftMs));
+      (stepSequences[b] ??= []).push(d.stepSequences);
       onStep?.();
     }
     const e = await timed(() => model.embed(texts));
@@ -164,7 +173,8 @@ export async function measureModel(model: Model, s: BenchSettings, onStep?: () =
   const stats = model.stats;
   metrics[metricId.weights] = stats.weightBytes;
   metrics[metricId.kvCache] = stats.kvCacheBytes;
-  return { metrics, samples, maxStepSequences: model.engineStats.maxStepSequences };
+  const decodeStepSequences = Object.fromEntries(Object.entries(stepSequences).map(([b, xs]) => [b, median(xs)]));
+  return { metrics, samples, maxStepSequences: model.engineStats.maxStepSequences, decodeStepSequences };
 }
 
 /** Timed steps of measureModel (for a progress total). */

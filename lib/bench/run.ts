@@ -31,6 +31,7 @@ export interface BenchRow extends RowPlan {
   metrics: Metrics;
   samples: Record<string, number[]>;
   maxStepSequences?: number;
+  decodeStepSequences?: Record<string, number>;
   /** CUDA rows: decode bandwidth and prefill FLOP/s against the device's peaks. */
   roofline?: Roofline;
 }
@@ -147,7 +148,7 @@ export function runRow(plan: RowPlan, spec: Omit<RowSpec, 'label'>, timeoutS?: n
       else if (!reply.ok) fail(reply.error);
       else {
         resolve({ ...plan, status: 'ok', backend: reply.device, metrics: reply.metrics, samples: reply.samples,
-          maxStepSequences: reply.maxStepSequences, config: reply.config });
+          maxStepSequences: reply.maxStepSequences, decodeStepSequences: reply.decodeStepSequences, config: reply.config });
       }
     });
     child.send({ ...spec, label: plan.label } satisfies RowSpec);
