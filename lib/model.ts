@@ -136,7 +136,8 @@ const binding = native as unknown as ModelBinding;
 
 const GPT2_VOCAB_SIZE = 50257;
 const LOAD_KEYS = ['device', 'dtype', 'threads', 'kvCacheTokens'] as const;
-const PRESETS = ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2'] as const;
+/** Model.random's preset names. */
+export const PRESETS = ['gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl', 'distilgpt2'] as const;
 
 export const LOGITS_MODE = { none: 0, last: 1, all: 2 } as const;
 

@@ -20,6 +20,7 @@ const commands: Record<string, CommandEntry> = {
   tokenize: { summary: 'show the tokens of a text (or --decode ids)', load: async () => (await import('./tokenize.js')).command },
   generate: { summary: 'continue a prompt, or a JSONL file of prompts (resumable)', load: async () => (await import('./generate.js')).command },
   embed: { summary: 'embed a text, or a JSONL file of texts (JSONL or .npy, resumable)', load: async () => (await import('./embed.js')).command },
+  bench: { summary: 'benchmark every device and dtype side by side (tokens/s, TTFT, memory)', load: async () => (await import('./bench.js')).command },
 };
 
 function version(): string {
