@@ -18,6 +18,8 @@ namespace gpt2 {
 // The CPU backend's weight handle is a PackedWeight.
 struct BackendWeight {
   cpu::PackedWeight packed;
+  // pack_embedding with bf16 panels: what restores the exact fp32 rows for the gather.
+  std::unique_ptr<cpu::Bf16Residual> residual;
 };
 }  // namespace gpt2
 
@@ -82,19 +84,29 @@ void CpuBackend::copy_kv_blocks(float* k_pool, float* v_pool, int64_t pool_strid
 }
 
 BackendWeight* CpuBackend::pack_weight(const float* w, int64_t K, int64_t N, bool transposed, WeightFormat format) {
-  auto* out = new BackendWeight();
-  try {
-    out->packed = PackedWeight::pack(w, K, N, transposed, format == WeightFormat::BF16 ? WeightType::BF16 : WeightType::F32);
-  } catch (...) {
-    delete out;
-    throw;
-  }
-  return out;
+  auto out = std::make_unique<BackendWeight>();
+  out->packed = PackedWeight::pack(w, K, N, transposed, format == WeightFormat::BF16 ? WeightType::BF16 : WeightType::F32);
+  return out.release();
 }
 
 void CpuBackend::free_weight(BackendWeight* w) { delete w; }
 
-size_t CpuBackend::weight_bytes(const BackendWeight* w) const { return w ? w->packed.bytes() : 0; }
+size_t CpuBackend::weight_bytes(const BackendWeight* w) const {
+  return w ? w->packed.bytes() + (w->residual ? w->residual->bytes() : 0) : 0;
+}
+
+BackendWeight* CpuBackend::pack_embedding(const float* wte, int64_t V, int64_t E, WeightFormat format) {
+  auto out = std::make_unique<BackendWeight>();
+  const bool bf16 = format == WeightFormat::BF16;
+  out->packed = PackedWeight::pack(wte, E, V, true, bf16 ? WeightType::BF16 : WeightType::F32);
+  if (bf16) out->residual = std::make_unique<Bf16Residual>(Bf16Residual::of(wte, V * E));
+  return out.release();
+}
+
+void CpuBackend::embed_packed(const int32_t* ids, const int32_t* positions, int64_t n, const BackendWeight* wte,
+                              const float* wpe, int64_t dim, float* out) {
+  cpu::embed_packed(pool_, threads_, ids, positions, n, wte->packed, wte->residual.get(), wpe, dim, out);
+}
 
 void CpuBackend::matmul(const float* A, int64_t M, int64_t lda, const BackendWeight* W, float* C, int64_t ldc,
                         const float* bias, ActivationKind act, const float* residual, int64_t ldr) {

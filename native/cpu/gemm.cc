@@ -115,6 +115,9 @@ int64_t PackedWeight::N() const { return impl_ ? impl_->N : 0; }
 WeightType PackedWeight::type() const { return impl_ ? impl_->type : WeightType::F32; }
 size_t PackedWeight::bytes() const { return impl_ ? impl_->bytes : 0; }
 const char* PackedWeight::kernel_name() const { return impl_ ? impl_->kernels->name : "none"; }
+PackedWeight::Panels PackedWeight::panels() const {
+  return impl_ ? Panels{impl_->data, impl_->kernels->nr, impl_->panel_stride} : Panels{nullptr, 0, 0};
+}
 
 PackedWeight PackedWeight::pack(const float* w, int64_t K, int64_t N, bool transposed, WeightType type) {
   if (!w) throw_type_error("PackedWeight::pack: weight is null");
