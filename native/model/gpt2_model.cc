@@ -390,11 +390,15 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   shape.block_size = kvs.block_size;
 
   const GraphBuffers g = graph_step ? graph_buffers() : GraphBuffers{};
-  float* x = graph_step ? g.x : scratch(1, size_t(T) * E);          // residual stream
-  float* a = graph_step ? g.a : scratch(2, size_t(T) * E);          // LayerNorm output
-  float* qkv = graph_step ? g.qkv : scratch(3, size_t(T) * 3 * E);  // c_attn output
-  float* ctx = graph_step ? g.ctx : scratch(4, size_t(T) * E);      // attention output (heads merged)
-  float* h = graph_step ? g.h : scratch(5, size_t(T) * I);          // MLP hidden
+  // Buffers whose lives do not overlap share memory (6 floats per token and n_embd instead of
+  // 10): `a` is dead once c_attn has read it, before attention writes ctx, and ctx once
+  // attn_proj has read it, before ln_2 writes `a`; qkv is dead once attention has run (keys
+  // and values are in the cache), before c_fc writes h.
+  float* x = graph_step ? g.x : scratch(1, size_t(T) * E);                             // residual stream
+  float* a = graph_step ? g.a : scratch(2, size_t(T) * E);                             // LayerNorm output
+  float* qkv = graph_step ? g.qkv : scratch(3, size_t(T) * size_t(std::max(3 * E, I)));  // c_attn output
+  float* ctx = graph_step ? g.ctx : a;  // attention output (heads merged)
+  float* h = graph_step ? g.h : qkv;    // MLP hidden
   const int64_t R = static_cast<int64_t>(logit_rows.size());
   float* picked = R == 0 ? nullptr : graph_step ? g.picked : scratch(6, size_t(R) * E);
   float* logits = R == 0 ? nullptr : graph_step ? g.logits : scratch(7, size_t(R) * V);
