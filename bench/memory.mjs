@@ -13,6 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Model } from '../dist/index.js';
 import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 
 const { values: args } = parseArgs({
   options: {
@@ -102,10 +104,23 @@ const ids = (n) => Uint32Array.from({ length: n }, () => Math.floor(rand() * mod
 await model.forward(Array.from({ length: prompts }, () => ids(promptTokens)), { logits: 'last' });
 mark(`after prefill ${prompts}x${promptTokens}`);
 
-const gens = Array.from({ length: prompts }, () => model.generate(ids(promptTokens), { maxNewTokens: newTokens, ignoreEos: true }));
-await Promise.all(gens.map(async (g) => { for await (const _ of g); }));
+{
+  const gens = Array.from({ length: prompts }, () => model.generate(ids(promptTokens), { maxNewTokens: newTokens, ignoreEos: true }));
+  await Promise.all(gens.map(async (g) => { for await (const _ of g); }));
+}
 mark(`after decoding ${prompts} sequences`, { kvFreeBlocks: model.stats.kvFreeBlocks });
 
+// Finished generations hold the native model until they are collected; then dispose() frees it.
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc');
+for (let i = 0; i < 4; i++) {
+  gc();
+  await new Promise((r) => setTimeout(r, 50));
+}
 model.dispose();
-mark('after dispose');
+for (let i = 0; i < 4; i++) {
+  gc();
+  await new Promise((r) => setTimeout(r, 50));
+}
+mark('after dispose and gc');
 console.log(JSON.stringify({ model: args.model ?? args.random ?? 'gpt2', dtype: args.dtype, stages }, null, 1));
