@@ -1,17 +1,13 @@
 #include "cpu/cpu_backend.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <new>
-#include <string>
-
-#include <sys/mman.h>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
 #include "cpu/embedding.h"
 #include "cpu/gemm.h"
+#include "cpu/host_memory.h"
 #include "cpu/layernorm.h"
 
 namespace gpt2 {
@@ -27,43 +23,9 @@ namespace gpt2::cpu {
 
 CpuBackend::CpuBackend(ThreadPool& pool, int threads) : pool_(pool), threads_(threads) {}
 
-// Each block carries a 64-byte header with its size and origin. Blocks of 1 MiB and more
-// are mapped directly, so freeing them returns the memory to the OS at once (dispose()),
-// and their pages are committed only when first touched (the KV pools rely on this).
-namespace {
-constexpr size_t kHeader = 64;
-constexpr size_t kMapThreshold = size_t(1) << 20;
-struct AllocHeader {
-  size_t total;
-  bool mapped;
-};
-}  // namespace
+void* CpuBackend::alloc(size_t bytes) { return host_alloc(bytes); }
 
-void* CpuBackend::alloc(size_t bytes) {
-  const size_t total = kHeader + (bytes + 63) / 64 * 64;
-  void* base = nullptr;
-  bool mapped = false;
-  if (total >= kMapThreshold) {
-    base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED) base = nullptr;
-    mapped = true;
-  } else {
-    base = std::aligned_alloc(64, total);
-  }
-  if (!base) throw Error(ErrorKind::Error, code::kOutOfMemory, "out of memory allocating " + std::to_string(bytes) + " bytes");
-  *static_cast<AllocHeader*>(base) = {total, mapped};
-  return static_cast<char*>(base) + kHeader;
-}
-
-void CpuBackend::free(void* ptr) {
-  if (!ptr) return;
-  void* base = static_cast<char*>(ptr) - kHeader;
-  const AllocHeader h = *static_cast<AllocHeader*>(base);
-  if (h.mapped)
-    munmap(base, h.total);
-  else
-    std::free(base);
-}
+void CpuBackend::free(void* ptr) { host_free(ptr); }
 
 void CpuBackend::upload(void* dst, const void* host_src, size_t bytes) {
   if (dst != host_src) std::memcpy(dst, host_src, bytes);

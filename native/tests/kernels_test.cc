@@ -15,6 +15,7 @@
 #include "cpu/embedding.h"
 #include "cpu/gemm.h"
 #include "cpu/gemm_internal.h"
+#include "cpu/host_memory.h"
 #include "cpu/layernorm.h"
 #include "test_main.h"
 
@@ -274,6 +275,18 @@ TEST(embedding_gather_from_packed_panels_matches_reference) {
     }
     CHECK(threw);
   }
+}
+
+// Small blocks (aligned_alloc) and mapped ones (>= 1 MiB): 64-byte aligned, whole size writable.
+TEST(host_alloc_small_and_mapped_blocks) {
+  for (size_t bytes : {size_t(1), size_t(1000), size_t(1) << 20, (size_t(3) << 20) + 5}) {
+    auto* p = static_cast<unsigned char*>(host_alloc(bytes));
+    CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+    std::memset(p, 0xab, bytes);
+    CHECK(p[0] == 0xab && p[bytes - 1] == 0xab);
+    host_free(p);
+  }
+  host_free(nullptr);
 }
 
 TEST_MAIN()
