@@ -1,6 +1,7 @@
-// Sequence.append calls made in the same tick on one model run as one ragged forward
-// pass (native/addon/sequence_binding.cc). The results must not depend on that, and a
-// failing member (a full KV cache) must fail alone.
+// Sequence.append calls run in the model's engine steps (native/engine/sequence_append.h):
+// those made in the same tick share one ragged forward pass, and they share steps with
+// running generations. The results must not depend on that, and a failing member (a full
+// KV cache) must fail alone.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -33,6 +34,35 @@ describe.skipIf(!existsSync(tinyDir))('batched Sequence.append', () => {
     for (let i = 0; i < prompts.length; i++)
       for (let t = 0; t < 5; t++) expect(maxAbsDiff(alone[i]![t]!, together[i]![t]!)).toBeLessThan(1e-5);
     expect(seqs.map((s) => s.length)).toEqual(prompts.map((p) => p.length + 4));
+    m.dispose();
+  });
+
+  it('appends share the engine steps with a running generation, with bitwise-equal results', async () => {
+    const m = await Model.load(tinyDir);
+    const prompt = prompts[1]!;
+    const opts = { maxNewTokens: 24 };
+    const steps = () => m.engineStats.steps;
+    const runAppends = async () => {
+      const s = m.sequence();
+      const out = [(await s.append(Uint32Array.from(prompts[3]!))).logits!];
+      for (let t = 0; t < 6; t++) out.push((await s.append([200 + t])).logits!);
+      s.dispose();
+      return out;
+    };
+    let start = steps();
+    const aloneAppends = await runAppends();
+    const appendSteps = steps() - start;
+    start = steps();
+    const aloneTokens = (await m.generate(prompt, opts).result()).tokenIds;
+    const generateSteps = steps() - start;
+    expect(appendSteps).toBe(7);
+    start = steps();
+    const [appends, together] = await Promise.all([runAppends(), m.generate(prompt, opts).result()]);
+    expect(appends).toEqual(aloneAppends);
+    expect(Array.from(together.tokenIds)).toEqual(Array.from(aloneTokens));
+    // Some steps held an append and a generation row.
+    expect(steps() - start).toBeLessThan(appendSteps + generateSteps);
+    expect(m.engineStats.maxStepSequences).toBeGreaterThanOrEqual(2);
     m.dispose();
   });
 
