@@ -4,10 +4,6 @@
 // ERR_GPT2_KV_CACHE_FULL and keeps its state; bad input is rejected at submit; a step that
 // fails because of another source's input is retried append by append; stop() rejects
 // what is queued.
-#include <chrono>
-#include <condition_variable>
-#include <mutex>
-
 #include "core/error.h"
 #include "engine/scheduler.h"
 #include "engine/sequence_append.h"
@@ -20,32 +16,17 @@ using namespace gpt2::engine;
 
 namespace {
 
-std::vector<int32_t> tokens(int n, int salt) {
-  std::vector<int32_t> ids(n);
-  for (int i = 0; i < n; i++) ids[i] = (i * 7919 + salt * 104729) % 50257;
-  return ids;
-}
+std::vector<int32_t> tokens(int n, int salt) { return test::token_ids(n, salt); }
 
-// Waits for jobs' done() callbacks.
-struct Waiter {
-  std::mutex m;
-  std::condition_variable cv;
-  int done = 0;
+// Makes jobs and waits for their done() callbacks.
+struct Waiter : test::DoneCounter {
   std::shared_ptr<AppendJob> job(std::vector<int32_t> ids, KvSequence kv, LogitsMode logits = LogitsMode::Last) {
     auto j = std::make_shared<AppendJob>();
     j->ids = std::move(ids);
     j->kv = std::move(kv);
     j->logits = logits;
-    j->done = [this](AppendJob&) {
-      std::lock_guard<std::mutex> lock(m);
-      done++;
-      cv.notify_all();
-    };
+    j->done = callback<AppendJob>();
     return j;
-  }
-  bool wait(int n) {
-    std::unique_lock<std::mutex> lock(m);
-    return cv.wait_for(lock, std::chrono::seconds(60), [&] { return done >= n; });
   }
 };
 
@@ -64,46 +45,45 @@ std::string code_of(std::exception_ptr e) {
   return "?";
 }
 
-// Adds one input with an out-of-range token id to the next step (once), failing it.
-class PoisonSource : public WorkSource {
- public:
-  bool armed = true;
-  std::vector<int32_t> ids{1, 999999};
-  KvSequence kv;
-  void plan(std::vector<SequenceInput>& step, StepBudget& budget) override {
-    if (!armed || !budget.take(2, 1)) return;
-    armed = false;
-    step.push_back({ids.data(), 2, &kv, LogitsMode::None});
+using test::PoisonSource;
+
+// A tiny model with the append source on its engine loop (after `first`, when given).
+struct Engine {
+  std::unique_ptr<GPT2Model> model;
+  SequenceAppendSource src;
+  Scheduler sched;
+  Waiter w;
+  Engine(int64_t kv_tokens, uint64_t seed, WorkSource* first = nullptr)
+      : model(test::tiny_model(kv_tokens, seed)), src(*model), sched(*model, SchedulerOptions{}) {
+    if (first) sched.add_source(first);
+    sched.add_source(&src);
   }
-  void complete(std::span<SequenceOutput>) override {}
-  void fail(std::exception_ptr) override {}
-  void stop() override {}
+  // Submits the jobs, wakes the engine and waits until they are done.
+  bool run(const std::vector<std::shared_ptr<AppendJob>>& jobs) {
+    for (auto& j : jobs) src.submit(j);
+    sched.notify();
+    submitted += static_cast<int>(jobs.size());
+    return w.wait(submitted);
+  }
+  int submitted = 0;
 };
 
 }  // namespace
 
 TEST(appends_share_steps_and_equal_each_sequence_alone_bitwise) {
-  auto model = test::tiny_model(0, 5);
+  Engine e(0, 5);
   auto reference = test::tiny_model(0, 5);  // same weights, its own cache
-  SequenceAppendSource src(*model);
-  Scheduler sched(*model, SchedulerOptions{});
-  sched.add_source(&src);
   const int n_seqs = 4;
   std::vector<KvSequence> kv(n_seqs), ref_kv(n_seqs);
-  int expected_done = 0;
-  Waiter w;
   for (int round = 0; round < 4; round++) {
     std::vector<std::shared_ptr<AppendJob>> jobs;
     for (int s = 0; s < n_seqs; s++) {
       const LogitsMode mode = round == 0 && s == 1 ? LogitsMode::All : LogitsMode::Last;
-      jobs.push_back(w.job(round == 0 ? tokens(3 + 4 * s, s) : tokens(1, 100 * round + s), std::move(kv[s]), mode));
-      src.submit(jobs.back());
+      jobs.push_back(e.w.job(round == 0 ? tokens(3 + 4 * s, s) : tokens(1, 100 * round + s), std::move(kv[s]), mode));
     }
-    const int64_t steps_before = sched.stats().steps;
-    sched.notify();
-    expected_done += n_seqs;
-    CHECK(w.wait(expected_done));
-    CHECK(sched.stats().steps - steps_before == 1);  // one step for the whole round
+    const int64_t steps_before = e.sched.stats().steps;
+    CHECK(e.run(jobs));
+    CHECK(e.sched.stats().steps - steps_before == 1);  // one step for the whole round
     for (int s = 0; s < n_seqs; s++) {
       AppendJob& j = *jobs[s];
       CHECK(!j.error);
@@ -113,78 +93,59 @@ TEST(appends_share_steps_and_equal_each_sequence_alone_bitwise) {
       CHECK(kv[s].length == ref_kv[s].length);
     }
   }
-  for (auto& k : kv) model->kv_cache().release(k);
+  for (auto& k : kv) e.model->kv_cache().release(k);
 }
 
 TEST(an_append_that_cannot_fit_fails_alone_and_keeps_its_state) {
-  auto model = test::tiny_model(64, 6);  // 4 blocks of 16
-  SequenceAppendSource src(*model);
-  Scheduler sched(*model, SchedulerOptions{});
-  sched.add_source(&src);
-  Waiter w;
-  auto big = w.job(tokens(60, 1), KvSequence{});
-  auto small = w.job(tokens(60, 2), KvSequence{});
-  src.submit(big);
-  src.submit(small);
-  sched.notify();
-  CHECK(w.wait(2));
+  Engine e(64, 6);  // 4 blocks of 16
+  auto big = e.w.job(tokens(60, 1), KvSequence{});
+  auto small = e.w.job(tokens(60, 2), KvSequence{});
+  CHECK(e.run({big, small}));
   CHECK(!big->error);
   CHECK(big->kv.length == 60);
   CHECK(code_of(small->error) == code::kKvCacheFull);
   CHECK(small->kv.length == 0 && small->kv.blocks.empty());
-  model->kv_cache().release(big->kv);
-  CHECK(model->kv_cache().free_blocks() == model->kv_cache().shape().num_blocks);
+  e.model->kv_cache().release(big->kv);
+  CHECK(e.model->kv_cache().free_blocks() == e.model->kv_cache().shape().num_blocks);
 }
 
 TEST(bad_input_is_rejected_at_submit) {
-  auto model = test::tiny_model(0, 7);
-  SequenceAppendSource src(*model);
-  Waiter w;
-  CHECK_THROWS(src.submit(w.job({}, KvSequence{})));
-  CHECK_THROWS(src.submit(w.job({1, 50257}, KvSequence{})));
+  Engine e(0, 7);
+  CHECK_THROWS(e.src.submit(e.w.job({}, KvSequence{})));
+  CHECK_THROWS(e.src.submit(e.w.job({1, 50257}, KvSequence{})));
   KvSequence long_kv;
   long_kv.length = 63;  // n_positions 64
-  CHECK_THROWS(src.submit(w.job({1, 2}, long_kv)));
+  CHECK_THROWS(e.src.submit(e.w.job({1, 2}, long_kv)));
   std::vector<SequenceInput> step;
-  StepBudget budget{2048, model->kv_cache().free_blocks()};
-  src.plan(step, budget);
+  StepBudget budget{2048, e.model->kv_cache().free_blocks()};
+  e.src.plan(step, budget);
   CHECK(step.empty());
 }
 
 TEST(a_step_failed_by_another_source_is_retried_append_by_append) {
-  auto model = test::tiny_model(0, 8);
-  auto reference = test::tiny_model(0, 8);
   PoisonSource poison;
-  SequenceAppendSource src(*model);
-  Scheduler sched(*model, SchedulerOptions{});
-  sched.add_source(&poison);
-  sched.add_source(&src);
-  Waiter w;
-  auto a = w.job(tokens(5, 1), KvSequence{});
-  auto b = w.job(tokens(7, 2), KvSequence{});
-  src.submit(a);
-  src.submit(b);
-  sched.notify();
-  CHECK(w.wait(2));
-  CHECK(sched.stats().failed_steps == 1);
+  Engine e(0, 8, &poison);
+  auto reference = test::tiny_model(0, 8);
+  auto a = e.w.job(tokens(5, 1), KvSequence{});
+  auto b = e.w.job(tokens(7, 2), KvSequence{});
+  CHECK(e.run({a, b}));
+  CHECK(e.sched.stats().failed_steps == 1);
   for (auto* j : {a.get(), b.get()}) {
     CHECK(!j->error);
     KvSequence ref;
     CHECK(j->out == alone(*reference, j->ids, ref, LogitsMode::Last));
-    model->kv_cache().release(j->kv);
+    e.model->kv_cache().release(j->kv);
   }
 }
 
 TEST(stop_rejects_queued_appends) {
-  auto model = test::tiny_model(0, 9);
-  SequenceAppendSource src(*model);
-  Waiter w;
-  auto a = w.job(tokens(4, 1), KvSequence{});
-  src.submit(a);
-  src.stop();
-  CHECK(w.wait(1));
+  Engine e(0, 9);
+  auto a = e.w.job(tokens(4, 1), KvSequence{});
+  e.src.submit(a);
+  e.src.stop();
+  CHECK(e.w.wait(1));
   CHECK(code_of(a->error) == code::kDisposed);
-  CHECK_THROWS(src.submit(w.job(tokens(4, 2), KvSequence{})));
+  CHECK_THROWS(e.src.submit(e.w.job(tokens(4, 2), KvSequence{})));
 }
 
 TEST_MAIN()
