@@ -38,8 +38,9 @@ class RequestEvents {
   // JS thread.
   static std::shared_ptr<RequestEvents> open(Napi::Env env, const char* name, std::unique_ptr<Receiver> receiver) {
     auto channel = std::make_shared<Channel>();
-    auto* js = new JsSide{channel, std::move(receiver)};
-    channel->tsfn = Tsfn::New(env, name, 0, 1, js, finalize, static_cast<void*>(nullptr));
+    auto js = std::make_unique<JsSide>(JsSide{channel, std::move(receiver)});
+    channel->tsfn = Tsfn::New(env, name, 0, 1, js.get(), finalize, static_cast<void*>(nullptr));
+    js.release();  // the finalizer deletes it
     return std::shared_ptr<RequestEvents>(new RequestEvents(std::move(channel)));
   }
 
