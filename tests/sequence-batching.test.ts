@@ -66,6 +66,20 @@ describe.skipIf(!existsSync(tinyDir))('batched Sequence.append', () => {
     m.dispose();
   });
 
+  it('an append waits for the KV blocks a running generation was promised, then runs', async () => {
+    const m = await Model.load(tinyDir, { kvCacheTokens: 64 }); // 4 blocks of 16
+    const s = m.sequence();
+    // The generation's worst case (3 + 40 tokens) is promised 3 blocks; the append needs 2.
+    const gen = m.generate([464, 2068, 7586], { maxNewTokens: 40, ignoreEos: true });
+    const [r, a] = await Promise.all([gen.result(), s.append(Uint32Array.from({ length: 20 }, (_, i) => 100 + i))]);
+    expect(r.finishReason).toBe('length');
+    expect(r.tokenIds.length).toBe(40);
+    expect(a.logits!.length).toBe(50257);
+    expect(s.length).toBe(20);
+    s.dispose();
+    m.dispose();
+  });
+
   it('a member that does not fit in the KV cache fails alone', async () => {
     const m = await Model.load(tinyDir, { kvCacheTokens: 64 });
     const big = m.sequence();
