@@ -32,7 +32,8 @@
         "gpt2_avx2",
         "gpt2_avx512"
       ],
-      "sources": ["<!@(node scripts/gyp-sources.mjs --skip _avx2.cc --skip _avx512.cc native/addon native/core native/tokenizer native/model native/engine native/cpu)"],
+      # *_reference.cc: test-only reference versions (scripts/native-test.mjs links them).
+      "sources": ["<!@(node scripts/gyp-sources.mjs --skip _avx2.cc --skip _avx512.cc --skip _reference.cc native/addon native/core native/tokenizer native/model native/engine native/cpu)"],
       "libraries": ["-ldl", "-lpthread"]
     }
   ]

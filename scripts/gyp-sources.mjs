@@ -2,6 +2,9 @@
 // Usage: node scripts/gyp-sources.mjs [--only SUFFIX] [--skip SUFFIX]... DIR...
 // Files ending in _avx2.cc / _avx512.cc are compiled in their own targets with ISA flags;
 // the main target skips them, and the dispatcher picks one at run time from CPUID.
+// Files ending in _reference.cc are plain reference versions that tests compare kernels
+// with (llm.c style, beside their kernel): the addon skips them, scripts/native-test.mjs
+// links them into the test programs.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 

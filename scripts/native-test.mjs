@@ -1,5 +1,6 @@
 // Builds and runs a C++ test program from native/tests/ against the core sources
-// (everything under native/ except the N-API addon), with the same per-file ISA flags
+// (everything under native/ except the N-API addon, plus the test-only *_reference.cc
+// files the addon skips), with the same per-file ISA flags
 // as binding.gyp. Objects are cached in build-tests/ and rebuilt when a source or a
 // header it includes changes.
 //

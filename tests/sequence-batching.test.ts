@@ -1,6 +1,7 @@
-// Sequence.append calls made in the same tick on one model run as one ragged forward
-// pass (native/addon/sequence_binding.cc). The results must not depend on that, and a
-// failing member (a full KV cache) must fail alone.
+// Sequence.append calls run in the model's engine steps (native/engine/sequence_append.h):
+// those made in the same tick share one ragged forward pass, and they share steps with
+// running generations. The results must not depend on that, and a failing member (a full
+// KV cache) must fail alone.
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -33,6 +34,49 @@ describe.skipIf(!existsSync(tinyDir))('batched Sequence.append', () => {
     for (let i = 0; i < prompts.length; i++)
       for (let t = 0; t < 5; t++) expect(maxAbsDiff(alone[i]![t]!, together[i]![t]!)).toBeLessThan(1e-5);
     expect(seqs.map((s) => s.length)).toEqual(prompts.map((p) => p.length + 4));
+    m.dispose();
+  });
+
+  it('appends share the engine steps with a running generation, with bitwise-equal results', async () => {
+    const m = await Model.load(tinyDir);
+    const prompt = prompts[1]!;
+    const opts = { maxNewTokens: 24 };
+    const steps = () => m.engineStats.steps;
+    const runAppends = async () => {
+      const s = m.sequence();
+      const out = [(await s.append(Uint32Array.from(prompts[3]!))).logits!];
+      for (let t = 0; t < 6; t++) out.push((await s.append([200 + t])).logits!);
+      s.dispose();
+      return out;
+    };
+    let start = steps();
+    const aloneAppends = await runAppends();
+    const appendSteps = steps() - start;
+    start = steps();
+    const aloneTokens = (await m.generate(prompt, opts).result()).tokenIds;
+    const generateSteps = steps() - start;
+    expect(appendSteps).toBe(7);
+    start = steps();
+    const [appends, together] = await Promise.all([runAppends(), m.generate(prompt, opts).result()]);
+    expect(appends).toEqual(aloneAppends);
+    expect(Array.from(together.tokenIds)).toEqual(Array.from(aloneTokens));
+    // Some steps held an append and a generation row.
+    expect(steps() - start).toBeLessThan(appendSteps + generateSteps);
+    expect(m.engineStats.maxStepSequences).toBeGreaterThanOrEqual(2);
+    m.dispose();
+  });
+
+  it('an append waits for the KV blocks a running generation was promised, then runs', async () => {
+    const m = await Model.load(tinyDir, { kvCacheTokens: 64 }); // 4 blocks of 16
+    const s = m.sequence();
+    // The generation's worst case (3 + 40 tokens) is promised 3 blocks; the append needs 2.
+    const gen = m.generate([464, 2068, 7586], { maxNewTokens: 40, ignoreEos: true });
+    const [r, a] = await Promise.all([gen.result(), s.append(Uint32Array.from({ length: 20 }, (_, i) => 100 + i))]);
+    expect(r.finishReason).toBe('length');
+    expect(r.tokenIds.length).toBe(40);
+    expect(a.logits!.length).toBe(50257);
+    expect(s.length).toBe(20);
+    s.dispose();
     m.dispose();
   });
 

@@ -1,64 +1,49 @@
 // Model.embed: one Promise per call, run by the model's engine loop (engine/embedding.h).
 // The texts are validated and queued on the JS thread; the engine thread finishes the job
-// and settles its Promise back on the JS thread through a per-call ThreadSafeFunction,
-// which keeps the event loop alive only while the call is pending (an idle Node exits).
-// When the environment is torn down first (a terminated worker), the job's result is
-// dropped: `open` tells the engine thread the ThreadSafeFunction is gone.
+// and settles its Promise back on the JS thread through the call's RequestEvents channel
+// (request_events.h), which keeps the event loop alive only while the call is pending and
+// drops the result when the environment is torn down first (a terminated worker).
 #include <napi.h>
-
-#include <cstring>
-#include <mutex>
 
 #include "addon/js_errors.h"
 #include "addon/model_state.h"
+#include "addon/request_events.h"
 #include "engine/embedding.h"
 
 namespace gpt2::addon {
 namespace {
 
-struct EmbedCall;
-void settle(Napi::Env env, Napi::Function, EmbedCall* call, void*);
-using EmbedTsfn = Napi::TypedThreadSafeFunction<EmbedCall, void, settle>;
-
-// What the engine thread may touch after the JS side is gone.
-struct Channel {
-  std::mutex mutex;
-  bool open = true;
-  EmbedTsfn tsfn;
+// The one event of an embed() call: its vectors or its error.
+struct EmbedResult {
+  std::vector<std::vector<float>> vectors;
+  std::exception_ptr error;
 };
+using Events = RequestEvents<EmbedResult>;
 
-// The JS-thread side of one embed() call; deleted by the ThreadSafeFunction's finalizer.
-struct EmbedCall {
-  Napi::Promise::Deferred deferred;
-  InFlight in_flight;
-  std::shared_ptr<engine::EmbedJob> job;
-  EmbedCall(Napi::Env env, std::shared_ptr<ModelState> state)
-      : deferred(Napi::Promise::Deferred::New(env)), in_flight(std::move(state)) {}
+// The JS side of one call: settles its Promise; holds the model's InFlight token until the
+// channel is finalized.
+class EmbedReceiver : public Events::Receiver {
+ public:
+  EmbedReceiver(Napi::Env env, std::shared_ptr<ModelState> state)
+      : deferred_(Napi::Promise::Deferred::New(env)), in_flight_(std::move(state)) {}
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void deliver(Napi::Env env, EmbedResult& result) override {
+    if (result.error) {
+      CapturedError e;
+      e.capture(result.error);
+      deferred_.Reject(e.to_js(env).Value());
+      return;
+    }
+    Napi::Array out = Napi::Array::New(env, result.vectors.size());
+    for (uint32_t i = 0; i < result.vectors.size(); i++) out.Set(i, float32_from(env, result.vectors[i]));
+    deferred_.Resolve(out);
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  InFlight in_flight_;
 };
-
-void settle(Napi::Env env, Napi::Function, EmbedCall* call, void*) {
-  if (env == nullptr) return;  // environment teardown
-  engine::EmbedJob& job = *call->job;
-  if (job.error) {
-    CapturedError e;
-    e.capture(job.error);
-    call->deferred.Reject(e.to_js(env).Value());
-    return;
-  }
-  Napi::Array out = Napi::Array::New(env, job.vectors.size());
-  for (uint32_t i = 0; i < job.vectors.size(); i++) out.Set(i, float32_from(env, job.vectors[i]));
-  job.vectors.clear();
-  call->deferred.Resolve(out);
-}
-
-void finalize(Napi::Env, std::shared_ptr<Channel>* channel, EmbedCall* call) {
-  {
-    std::lock_guard<std::mutex> lock((*channel)->mutex);
-    (*channel)->open = false;
-  }
-  delete channel;
-  delete call;  // drops the InFlight token (may free a disposed model: stops its engine)
-}
 
 model::Pooling pooling_from(int32_t code) {
   switch (code) {
@@ -95,29 +80,16 @@ Napi::Value ModelEmbed(const Napi::CallbackInfo& info, const std::shared_ptr<Mod
   job->options.normalize = info[4].ToBoolean().Value();
   auto& source = static_cast<engine::EmbeddingSource&>(*state->embedding);
 
-  auto channel = std::make_shared<Channel>();
-  auto* call = new EmbedCall(env, state);
-  call->job = job;
-  Napi::Promise promise = call->deferred.Promise();
-  job->done = [channel](engine::EmbedJob&) {
-    std::lock_guard<std::mutex> lock(channel->mutex);
-    if (!channel->open) return;
-    channel->open = false;
-    channel->tsfn.NonBlockingCall();
-    channel->tsfn.Release();
-  };
+  auto receiver = std::make_unique<EmbedReceiver>(env, state);
+  Napi::Promise promise = receiver->promise();
   // The channel exists before the job is queued: a running engine may finish it at once.
-  channel->tsfn = EmbedTsfn::New(env, "gpt2-node:embed", 0, 1, call, finalize, new std::shared_ptr<Channel>(channel));
-  try {
-    source.submit(job);  // validates (typed errors naming the text) before anything is queued
-  } catch (...) {
-    {
-      std::lock_guard<std::mutex> lock(channel->mutex);
-      channel->open = false;
-    }
-    channel->tsfn.Release();  // the finalizer deletes `call`; its Promise is never handed out
-    throw;
-  }
+  // A failed submit drops the job and with it the channel (the Promise is never handed out).
+  auto events = Events::open(env, "gpt2-node:embed", std::move(receiver));
+  job->done = [events](engine::EmbedJob& done) {
+    events->send(EmbedResult{std::move(done.vectors), done.error});
+    events->close();
+  };
+  source.submit(job);  // validates (typed errors naming the text) before anything is queued
   if (info.Length() > 5 && info[5].IsObject()) {
     std::weak_ptr<engine::EmbedJob> weak_job = job;  // the handle does not keep the texts alive
     info[5].As<Napi::Object>().Set("cancel", Napi::Function::New(env, [state, weak_job](const Napi::CallbackInfo& i) -> Napi::Value {

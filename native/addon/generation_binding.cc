@@ -1,12 +1,12 @@
 // generate(nativeModel, prompt, options, onEvent) -> { abort(), stopRow(row) }
 //
 // Queues one request on the model's GenerationSource (engine/generation.h) and streams its
-// results back through a ThreadSafeFunction owned by the request: onEvent('tokens', {...})
-// once per step with new tokens, then exactly one of onEvent('finish', rows) or
-// onEvent('error', err). The request holds the model's InFlight token until its
-// ThreadSafeFunction is finalized (after the last event), so dispose() frees the model
+// results back through the request's RequestEvents channel (request_events.h):
+// onEvent('tokens', {...}) once per step with new tokens, then exactly one of
+// onEvent('finish', rows) or onEvent('error', err). The request holds the model's InFlight
+// token until its channel is finalized (after the last event), so dispose() frees the model
 // only when every generation has ended; dispose() itself aborts them (model_state.h).
-// The ThreadSafeFunction keeps Node alive while the request runs, and only then.
+// The channel keeps Node alive while the request runs, and only then.
 #include <napi.h>
 
 #include <cmath>
@@ -14,6 +14,7 @@
 
 #include "addon/js_errors.h"
 #include "addon/model_state.h"
+#include "addon/request_events.h"
 #include "engine/generation.h"
 
 namespace gpt2::addon {
@@ -25,88 +26,82 @@ using engine::GenerationParams;
 using engine::GenerationSource;
 using engine::TokenEvent;
 
-// What a ThreadSafeFunction call carries to the JS thread.
+// One event of a request, carried to the JS thread by its RequestEvents channel.
 struct Delivery {
   enum class Kind { Tokens, Finish, Error } kind;
   std::vector<TokenEvent> tokens;
   std::vector<FinishedRow> rows;
   CapturedError error;
 };
+using Events = RequestEvents<Delivery>;
 
-struct JsContext {
-  std::shared_ptr<InFlight> guard;  // released on the JS thread by the finalizer
-};
-
-class TsfnSink : public engine::GenerationSink {
+// The engine side: each result becomes an event; the last one closes the channel.
+class EventsSink : public engine::GenerationSink {
  public:
-  explicit TsfnSink(Napi::ThreadSafeFunction tsfn) : tsfn_(tsfn) {}
-  ~TsfnSink() override { release(); }
+  explicit EventsSink(std::shared_ptr<Events> events) : events_(std::move(events)) {}
   void on_tokens(std::vector<TokenEvent>&& events) override {
-    auto* d = new Delivery{Delivery::Kind::Tokens, std::move(events), {}, {}};
-    send(d);
+    events_->send(Delivery{Delivery::Kind::Tokens, std::move(events), {}, {}});
   }
   void on_finish(std::vector<FinishedRow>&& rows) override {
-    auto* d = new Delivery{Delivery::Kind::Finish, {}, std::move(rows), {}};
-    send(d);
-    release();
+    events_->send(Delivery{Delivery::Kind::Finish, {}, std::move(rows), {}});
+    events_->close();
   }
   void on_error(std::exception_ptr error) override {
-    auto* d = new Delivery{Delivery::Kind::Error, {}, {}, {}};
-    d->error.capture(error);
-    send(d);
-    release();
+    Delivery d{Delivery::Kind::Error, {}, {}, {}};
+    d.error.capture(error);
+    events_->send(std::move(d));
+    events_->close();
   }
 
  private:
-  void send(Delivery* d) {
-    if (released_) {
-      delete d;
+  std::shared_ptr<Events> events_;
+};
+
+// The JS side: calls onEvent(kind, payload); holds the model's InFlight token until the
+// channel is finalized (after the last event).
+class EventsReceiver : public Events::Receiver {
+ public:
+  EventsReceiver(Napi::Function on_event, std::shared_ptr<ModelState> state)
+      : on_event_(Napi::Persistent(on_event)), in_flight_(std::move(state)) {}
+
+  void deliver(Napi::Env env, Delivery& d) override {
+    Napi::Function callback = on_event_.Value();
+    if (d.kind == Delivery::Kind::Error) {
+      callback.Call({Napi::String::New(env, "error"), d.error.to_js(env).Value()});
       return;
     }
-    const napi_status status = tsfn_.NonBlockingCall(d, deliver);
-    if (status == napi_ok) return;
-    delete d;
-    // napi_closing: the environment is going away and owns the function now; no further
-    // calls on it, Release() included.
-    if (status == napi_closing) released_ = true;
+    if (d.kind == Delivery::Kind::Finish) {
+      callback.Call({Napi::String::New(env, "finish"), finish_rows(env, d.rows)});
+      return;
+    }
+    callback.Call({Napi::String::New(env, "tokens"), token_batch(env, d.tokens)});
   }
-  void release() {
-    if (!released_) {
-      released_ = true;
-      tsfn_.Release();
+
+ private:
+  static Napi::Array finish_rows(Napi::Env env, const std::vector<FinishedRow>& finished) {
+    Napi::Array rows = Napi::Array::New(env, finished.size());
+    for (uint32_t i = 0; i < finished.size(); i++) {
+      const FinishedRow& r = finished[i];
+      Napi::Object o = Napi::Object::New(env);
+      Napi::Uint32Array ids = Napi::Uint32Array::New(env, r.tokens.size());
+      for (size_t j = 0; j < r.tokens.size(); j++) ids[j] = static_cast<uint32_t>(r.tokens[j]);
+      o.Set("tokenIds", ids);
+      o.Set("score", r.score);
+      o.Set("finishReason", r.reason == FinishReason::Stop ? "stop" : r.reason == FinishReason::Abort ? "abort" : "length");
+      rows.Set(i, o);
     }
+    return rows;
   }
-  static void deliver(Napi::Env env, Napi::Function callback, Delivery* d) {
-    std::unique_ptr<Delivery> owned(d);
-    if (env == nullptr || callback.IsEmpty()) return;
-    if (d->kind == Delivery::Kind::Error) {
-      callback.Call({Napi::String::New(env, "error"), d->error.to_js(env).Value()});
-      return;
-    }
-    if (d->kind == Delivery::Kind::Finish) {
-      Napi::Array rows = Napi::Array::New(env, d->rows.size());
-      for (uint32_t i = 0; i < d->rows.size(); i++) {
-        const FinishedRow& r = d->rows[i];
-        Napi::Object o = Napi::Object::New(env);
-        Napi::Uint32Array ids = Napi::Uint32Array::New(env, r.tokens.size());
-        for (size_t j = 0; j < r.tokens.size(); j++) ids[j] = static_cast<uint32_t>(r.tokens[j]);
-        o.Set("tokenIds", ids);
-        o.Set("score", r.score);
-        o.Set("finishReason", r.reason == FinishReason::Stop ? "stop" : r.reason == FinishReason::Abort ? "abort" : "length");
-        rows.Set(i, o);
-      }
-      callback.Call({Napi::String::New(env, "finish"), rows});
-      return;
-    }
-    const size_t n = d->tokens.size();
-    const size_t top = n ? d->tokens[0].top.size() : 0;
+  static Napi::Object token_batch(Napi::Env env, const std::vector<TokenEvent>& events) {
+    const size_t n = events.size();
+    const size_t top = n ? events[0].top.size() : 0;
     Napi::Int32Array rows = Napi::Int32Array::New(env, n);
     Napi::Uint32Array tokens = Napi::Uint32Array::New(env, n);
     Napi::Float32Array logprobs = Napi::Float32Array::New(env, n);
     Napi::Uint32Array top_ids = Napi::Uint32Array::New(env, n * top);
     Napi::Float32Array top_logprobs = Napi::Float32Array::New(env, n * top);
     for (size_t i = 0; i < n; i++) {
-      const TokenEvent& e = d->tokens[i];
+      const TokenEvent& e = events[i];
       rows[i] = e.row;
       tokens[i] = static_cast<uint32_t>(e.token);
       logprobs[i] = e.logprob;
@@ -122,11 +117,11 @@ class TsfnSink : public engine::GenerationSink {
     o.Set("topN", double(top));
     o.Set("topIds", top_ids);
     o.Set("topLogprobs", top_logprobs);
-    callback.Call({Napi::String::New(env, "tokens"), o});
+    return o;
   }
 
-  Napi::ThreadSafeFunction tsfn_;
-  bool released_ = false;  // engine thread only (and the destructor)
+  Napi::FunctionReference on_event_;
+  InFlight in_flight_;
 };
 
 double number_or(const Napi::Object& o, const char* key, double fallback) {
@@ -198,12 +193,10 @@ Napi::Value Generate(const Napi::CallbackInfo& info) {
     GenerationParams params = params_from(info[2]);
     params.prompt = ids_from_js(info[1], "Model.generate: prompt");
     if (!info[3].IsFunction()) throw_type_error("generate: onEvent must be a function");
-    auto* ctx = new JsContext{std::make_shared<InFlight>(state)};
-    Napi::ThreadSafeFunction tsfn = Napi::ThreadSafeFunction::New(
-        env, info[3].As<Napi::Function>(), "gpt2-node.generate", 0, 1, ctx,
-        [](Napi::Env, void*, JsContext* c) { delete c; }, static_cast<void*>(nullptr));
-    // A failed submit drops the sink, which releases the ThreadSafeFunction (and the InFlight).
-    std::shared_ptr<engine::GenerationRequest> request = source->submit(std::move(params), std::make_shared<TsfnSink>(tsfn));
+    auto events = Events::open(env, "gpt2-node:generate",
+                               std::make_unique<EventsReceiver>(info[3].As<Napi::Function>(), state));
+    // A failed submit drops the sink, which closes the channel (and drops the InFlight).
+    std::shared_ptr<engine::GenerationRequest> request = source->submit(std::move(params), std::make_shared<EventsSink>(events));
     Napi::Object handle = Napi::Object::New(env);
     handle.Set("abort", Napi::Function::New(env, [state, request](const Napi::CallbackInfo& i) -> Napi::Value {
                  if (auto* g = state->generation.get()) g->abort(request);

@@ -250,7 +250,9 @@ void start_engine(ModelState& s) {
   s.scheduler = std::make_unique<engine::Scheduler>(*s.model, engine::SchedulerOptions{});
   s.generation = std::make_shared<engine::GenerationSource>(*s.model, *s.scheduler);
   if (!s.embedding) s.embedding = make_embedding_source(*s.model);
+  s.appends = std::make_shared<engine::SequenceAppendSource>(*s.model);
   if (s.generation) s.scheduler->add_source(s.generation.get());
+  s.scheduler->add_source(s.appends.get());
   if (s.embedding) s.scheduler->add_source(s.embedding.get());
 }
 

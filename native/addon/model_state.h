@@ -19,12 +19,11 @@
 #include "core/kv_cache.h"
 #include "engine/generation.h"
 #include "engine/scheduler.h"
+#include "engine/sequence_append.h"
 #include "model/config.h"
 #include "model/gpt2_model.h"
 
 namespace gpt2::addon {
-
-struct PendingAppend;  // sequence_binding.cc
 
 struct ModelState {
   std::unique_ptr<model::GPT2Model> model;
@@ -35,17 +34,16 @@ struct ModelState {
   int threads = 0;
   bool disposed = false;
   int in_flight = 0;
-  // Sequence.append calls made in the same tick run as one ragged forward pass (see
-  // sequence_binding.cc): queued here, flushed from a microtask, one batch at a time.
-  std::vector<std::shared_ptr<PendingAppend>> pending_appends;
-  bool append_flush_scheduled = false;
-  bool append_batch_running = false;
+  // Sequence.append calls made in the same tick wake the engine once, from a microtask, so
+  // they share a step (sequence_binding.cc).
+  bool append_notify_scheduled = false;
   // The engine loop (engine/scheduler.h) and its work sources, created with the model by
   // start_engine() (model_binding.cc); the thread starts on the first request. Sources are
   // held type-erased here and cast back by the binding that owns them.
   std::unique_ptr<engine::Scheduler> scheduler;
   std::shared_ptr<engine::GenerationSource> generation;  // engine/generation.h, generation_binding.cc
   std::shared_ptr<engine::WorkSource> embedding;   // embed_binding.cc
+  std::shared_ptr<engine::SequenceAppendSource> appends;  // engine/sequence_append.h, sequence_binding.cc
 
   ~ModelState() { release_model(); }
 
@@ -67,6 +65,7 @@ struct ModelState {
     scheduler.reset();
     generation.reset();
     embedding.reset();
+    appends.reset();
     model.reset();
   }
 };
@@ -89,7 +88,9 @@ struct SequenceState {
   std::shared_ptr<ModelState> owner;
   KvSequence kv;
   bool disposed = false;
-  bool busy = false;  // an append is running
+  // An append is queued or running: its KvSequence is with the engine (kv keeps only the
+  // length) and comes back when the append ends.
+  bool busy = false;
 
   explicit SequenceState(std::shared_ptr<ModelState> o) : owner(std::move(o)) {}
   ~SequenceState() { release(); }
@@ -110,8 +111,6 @@ void InitGeneration(Napi::Env env, Napi::Object exports);
 // sequence_binding.cc
 void InitSequence(Napi::Env env, Napi::Object exports);
 Napi::Object NewSequence(Napi::Env env, std::shared_ptr<SequenceState> state);
-// Starts (from a microtask) a batch with the appends queued on this model.
-void schedule_append_flush(Napi::Env env, const std::shared_ptr<ModelState>& owner);
 // Copies a Uint32Array of token ids (validated by lib/ and again by the model).
 std::vector<int32_t> ids_from_js(const Napi::Value& v, const std::string& what);
 Napi::Float32Array float32_from(Napi::Env env, const std::vector<float>& v);

@@ -1,5 +1,6 @@
-// The native Sequence: a KV-cache state on one model. append() runs a forward step off the
-// event loop and continues from the cached tokens (like passing past_key_values); fork()
+// The native Sequence: a KV-cache state on one model. append() queues its tokens on the
+// model's engine loop (engine/sequence_append.h), which runs them in one of its steps and
+// continues from the cached tokens (like passing past_key_values); fork()
 // shares the blocks copy-on-write; truncate(n) drops positions; dispose() returns blocks.
 // One append at a time (lib/sequence.ts queues them); fork/truncate while one runs throw.
 #include <napi.h>
@@ -7,117 +8,67 @@
 #include "addon/addon_data.h"
 #include "addon/js_errors.h"
 #include "addon/model_state.h"
-#include "addon/promise_worker.h"
+#include "addon/request_events.h"
+#include "engine/sequence_append.h"
 #include "model/gpt2_model.h"
 
 namespace gpt2::addon {
 
-// One queued Sequence.append. Created and destroyed on the JS thread; the batch worker
-// only reads ids/kv and writes out/error.
-struct PendingAppend {
-  std::shared_ptr<SequenceState> seq;
-  std::vector<int32_t> ids;
-  int32_t mode;  // 0 none, 1 last, 2 all
-  Napi::Promise::Deferred deferred;
-  InFlight in_flight;
-  std::vector<float> out;
-  CapturedError error;
-
-  PendingAppend(Napi::Env env, std::shared_ptr<SequenceState> s, std::vector<int32_t> i, int32_t m)
-      : seq(std::move(s)), ids(std::move(i)), mode(m), deferred(Napi::Promise::Deferred::New(env)),
-        in_flight(seq->owner) {}
-  ~PendingAppend() {
-    // Runs on the JS thread after the Promise settled, whatever the outcome.
-    seq->busy = false;
-    if (seq->disposed) seq->release();  // dispose() ran while the append was queued or running
-  }
-  model::LogitsMode logits() const {
-    return mode == 0 ? model::LogitsMode::None : mode == 1 ? model::LogitsMode::Last : model::LogitsMode::All;
-  }
-};
-
 namespace {
 
-void start_append_batch(Napi::Env env, const std::shared_ptr<ModelState>& owner);
+// The one event of an append: the sequence's KV state back, and its logits or error.
+struct AppendResult {
+  KvSequence kv;
+  std::vector<float> logits;
+  std::exception_ptr error;
+};
+using Events = RequestEvents<AppendResult>;
 
-// Runs a batch of appends (one per sequence) as one ragged forward pass. Inputs are all
-// validated before the model touches any cache, so when the batch fails (a bad id, a full
-// KV cache) each append is retried alone and gets its own outcome.
-class AppendBatchWorker : public Napi::AsyncWorker {
+// The JS side of one append: gives the KV state back to the sequence, then settles the
+// Promise; holds the model's InFlight token until the channel is finalized.
+class AppendReceiver : public Events::Receiver {
  public:
-  AppendBatchWorker(Napi::Env env, std::shared_ptr<ModelState> owner, std::vector<std::shared_ptr<PendingAppend>> batch)
-      : Napi::AsyncWorker(env, "gpt2-node:append"), owner_(std::move(owner)), batch_(std::move(batch)) {}
+  AppendReceiver(Napi::Env env, std::shared_ptr<SequenceState> seq, int32_t mode)
+      : seq_(std::move(seq)), mode_(mode), deferred_(Napi::Promise::Deferred::New(env)), in_flight_(seq_->owner) {}
+  Napi::Promise promise() const { return deferred_.Promise(); }
 
-  void Execute() override {
-    model::GPT2Model& model = *owner_->model;  // alive: every entry holds an InFlight token
-    std::vector<model::SequenceInput> inputs;
-    for (auto& e : batch_)
-      inputs.push_back({e->ids.data(), static_cast<int32_t>(e->ids.size()), &e->seq->kv, e->logits()});
-    try {
-      auto results = model.forward(inputs, model::ForwardOptions{false, false});
-      for (size_t i = 0; i < batch_.size(); i++) batch_[i]->out = std::move(results[i].logits);
-      return;
-    } catch (...) {
-      if (batch_.size() == 1) {
-        batch_[0]->error.capture(std::current_exception());
-        return;
-      }
+  void deliver(Napi::Env env, AppendResult& result) override {
+    // Before settling: the Promise's continuation may append, fork or truncate at once.
+    seq_->kv = std::move(result.kv);
+    seq_->busy = false;
+    if (seq_->disposed) seq_->release();  // dispose() ran while the append was queued or running
+    if (result.error) {
+      CapturedError e;
+      e.capture(result.error);
+      deferred_.Reject(e.to_js(env).Value());
+    } else if (mode_ == 0) {
+      deferred_.Resolve(env.Null());
+    } else {
+      deferred_.Resolve(float32_from(env, result.logits));
     }
-    for (size_t i = 0; i < batch_.size(); i++) {
-      try {
-        auto results = model.forward(std::span<const model::SequenceInput>(&inputs[i], 1), model::ForwardOptions{false, false});
-        batch_[i]->out = std::move(results[0].logits);
-      } catch (...) {
-        batch_[i]->error.capture(std::current_exception());
-      }
-    }
-  }
-
-  void OnOK() override {
-    Napi::Env env = Napi::AsyncWorker::Env();
-    for (auto& e : batch_) {
-      if (e->error.set) e->deferred.Reject(e->error.to_js(env).Value());
-      else if (e->mode == 0) e->deferred.Resolve(env.Null());
-      else e->deferred.Resolve(float32_from(env, e->out));
-    }
-    batch_.clear();
-    owner_->append_batch_running = false;
-    start_append_batch(env, owner_);  // appends queued while this batch ran
-  }
-
-  void OnError(const Napi::Error& err) override {
-    for (auto& e : batch_) e->deferred.Reject(err.Value());
-    batch_.clear();
-    owner_->append_batch_running = false;
-    start_append_batch(Napi::AsyncWorker::Env(), owner_);
   }
 
  private:
-  std::shared_ptr<ModelState> owner_;
-  std::vector<std::shared_ptr<PendingAppend>> batch_;
+  std::shared_ptr<SequenceState> seq_;
+  int32_t mode_;  // 0 none, 1 last, 2 all
+  Napi::Promise::Deferred deferred_;
+  InFlight in_flight_;
 };
 
-void start_append_batch(Napi::Env env, const std::shared_ptr<ModelState>& owner) {
-  if (owner->append_batch_running || owner->pending_appends.empty()) return;
-  owner->append_batch_running = true;
-  auto* worker = new AppendBatchWorker(env, owner, std::move(owner->pending_appends));
-  owner->pending_appends.clear();
-  worker->Queue();
+// Appends made in the same tick are queued at once and wake the engine together, from a
+// microtask, so they share one step (a ragged forward pass) unless the engine is already
+// stepping and takes them as they come.
+void schedule_engine_notify(Napi::Env env, const std::shared_ptr<ModelState>& owner) {
+  if (owner->append_notify_scheduled) return;
+  owner->append_notify_scheduled = true;
+  Napi::Function notify = Napi::Function::New(env, [owner](const Napi::CallbackInfo&) {
+    owner->append_notify_scheduled = false;
+    if (owner->scheduler) owner->scheduler->notify();
+  }, "notifyEngine");
+  env.Global().Get("queueMicrotask").As<Napi::Function>().Call({notify});
 }
 
 }  // namespace
-
-// Flushes from a microtask, so every append made in the current tick (Promise.all over
-// many sequences) joins the same forward pass.
-void schedule_append_flush(Napi::Env env, const std::shared_ptr<ModelState>& owner) {
-  if (owner->append_flush_scheduled || owner->append_batch_running) return;
-  owner->append_flush_scheduled = true;
-  Napi::Function flush = Napi::Function::New(env, [owner](const Napi::CallbackInfo& info) {
-    owner->append_flush_scheduled = false;
-    start_append_batch(info.Env(), owner);
-  }, "flushAppends");
-  env.Global().Get("queueMicrotask").As<Napi::Function>().Call({flush});
-}
 
 namespace {
 
@@ -157,12 +108,30 @@ class SequenceWrap : public Napi::ObjectWrap<SequenceWrap> {
       std::vector<int32_t> ids = ids_from_js(info[0], "Sequence.append");
       const int32_t mode = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 1;
       if (mode < 0 || mode > 2) throw_type_error("Sequence.append: bad logits mode");
-      auto entry = std::make_shared<PendingAppend>(env, state_, std::move(ids), mode);
-      Napi::Promise promise = entry->deferred.Promise();
+      ModelState& owner = *s.owner;
+      if (!owner.appends) throw Error(ErrorKind::Error, code::kInternal, "Sequence.append: this model has no engine");
+      auto receiver = std::make_unique<AppendReceiver>(env, state_, mode);
+      Napi::Promise promise = receiver->promise();
+      // The channel and the job are complete before the job is queued: a stepping engine may
+      // take it at once. A failed submit drops the job and with it the channel.
+      auto events = Events::open(env, "gpt2-node:append", std::move(receiver));
+      auto job = std::make_shared<engine::AppendJob>();
+      job->ids = std::move(ids);
+      job->logits = mode == 0 ? model::LogitsMode::None : mode == 1 ? model::LogitsMode::Last : model::LogitsMode::All;
+      job->done = [events](engine::AppendJob& done) {
+        events->send(AppendResult{std::move(done.kv), std::move(done.out), done.error});
+        events->close();
+      };
+      job->kv = std::move(s.kv);
+      s.kv.length = job->kv.length;  // Sequence.length while the engine holds the blocks
+      try {
+        owner.appends->submit(job);  // validates before queueing
+      } catch (...) {
+        s.kv = std::move(job->kv);
+        throw;
+      }
       s.busy = true;
-      ModelState& owner = *state_->owner;
-      owner.pending_appends.push_back(std::move(entry));
-      schedule_append_flush(env, state_->owner);
+      schedule_engine_notify(env, s.owner);
       return promise;
     });
   }

@@ -69,7 +69,7 @@ double log_sum_exp(std::span<const float> logits);
 std::vector<std::pair<int32_t, float>> top_n(std::span<const float> values, int32_t n);
 
 // Literal transcriptions of transformers' processors and warpers (sampler_reference.cc),
-// for tests only.
+// for tests only: linked into the native test programs, not into the addon.
 namespace reference {
 void repetition_penalty(float penalty, const TokenHistory& h, std::span<float> logits);
 void no_repeat_ngram(int32_t n, const TokenHistory& h, std::span<float> logits);

@@ -10,7 +10,8 @@
 //
 // Sources are told about the outcome on the engine thread: complete() with the outputs of
 // exactly the inputs they added (same order), or fail() when the forward pass threw
-// (nothing advanced). They hand results to JavaScript themselves (ThreadSafeFunction).
+// (nothing advanced). They hand results to JavaScript themselves (through the addon's
+// per-request channels, native/addon/request_events.h).
 //
 // Threading: submit work to a source from any thread, then call notify(); the loop sleeps
 // when every source comes back empty. stop() finishes the running step, tells every source

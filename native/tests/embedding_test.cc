@@ -26,30 +26,15 @@ namespace {
 
 std::unique_ptr<GPT2Model> make_model() { return test::tiny_model(0, 11); }
 
-std::vector<int32_t> text(int n, int salt) {
-  std::vector<int32_t> ids(n);
-  for (int i = 0; i < n; i++) ids[i] = (i * 7919 + salt * 104729) % 50257;
-  return ids;
-}
+std::vector<int32_t> text(int n, int salt) { return test::token_ids(n, salt); }
 
 // Waits for jobs' done() callbacks.
-struct Waiter {
-  std::mutex m;
-  std::condition_variable cv;
-  int done = 0;
+struct Waiter : test::DoneCounter {
   std::shared_ptr<EmbedJob> job(std::vector<std::vector<int32_t>> texts) {
     auto j = std::make_shared<EmbedJob>();
     j->texts = std::move(texts);
-    j->done = [this](EmbedJob&) {
-      std::lock_guard<std::mutex> lock(m);
-      done++;
-      cv.notify_all();
-    };
+    j->done = callback<EmbedJob>();
     return j;
-  }
-  bool wait(int n) {
-    std::unique_lock<std::mutex> lock(m);
-    return cv.wait_for(lock, std::chrono::seconds(60), [&] { return done >= n; });
   }
 };
 
@@ -87,22 +72,7 @@ void complete_step(EmbeddingSource& src, size_t n) {
   src.complete(out);
 }
 
-// Adds one input with an out-of-range token id to the next step (once), failing it.
-class PoisonSource : public WorkSource {
- public:
-  bool armed = true;
-  int failures = 0;
-  std::vector<int32_t> ids{1, 999999};
-  KvSequence kv;
-  void plan(std::vector<SequenceInput>& step, StepBudget& budget) override {
-    if (!armed || !budget.take(2, 1)) return;
-    armed = false;
-    step.push_back({ids.data(), 2, &kv, LogitsMode::None});
-  }
-  void complete(std::span<SequenceOutput>) override {}
-  void fail(std::exception_ptr) override { failures++; }
-  void stop() override {}
-};
+using test::PoisonSource;
 
 }  // namespace
 

@@ -102,11 +102,7 @@ std::vector<float> alone(GPT2Model& m, const std::vector<int32_t>& ids) {
   return out[0].logits;
 }
 
-std::vector<int32_t> prompt(int n, int salt) {
-  std::vector<int32_t> ids(n);
-  for (int i = 0; i < n; i++) ids[i] = (i * 7919 + salt * 104729) % 50257;
-  return ids;
-}
+std::vector<int32_t> prompt(int n, int salt) { return test::token_ids(n, salt); }
 
 }  // namespace
 
