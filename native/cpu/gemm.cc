@@ -53,7 +53,8 @@ using Wide16PortableGemm = Gemm<Wide16PortableOps, 14>;
 void block_amx_emulated(const BlockArgs& g) { amx_block<EmulatedTiles, Wide16PortableGemm>(g); }
 const KernelSet kAmxEmulated = {"amx-emulated", 14, 32, 16, true, Wide16PortableGemm::block_f32,
                                 Wide16PortableGemm::block_bf16_dot, block_amx_emulated,
-                                Wide16PortableGemm::pack_a_f32, Wide16PortableGemm::epilogue_rows, amx_pack_a_group};
+                                Wide16PortableGemm::pack_a_f32, Wide16PortableGemm::epilogue_rows,
+                                Wide16PortableGemm::pack_a_bf16_pairs, amx_pack_a_group};
 }  // namespace
 
 const KernelSet* kernels_baseline() { return &kBaseline; }
@@ -251,7 +252,11 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
   }
 
   void (*block)(const BlockArgs&) = w->type == WeightType::F32 ? ks.block_f32 : ks.block_bf16;
-  const bool amx = w->type == WeightType::BF16 && ks.block_amx && gemm::amx_allowed() && M >= 32 &&
+  // AMX from 4 rows up: the tiles are padded to 32 rows, but below 32 the matmul is bound by
+  // the weight stream, which the tile loads read faster than the vdpbf16ps kernels do
+  // (decode batch 8: ~2-2.5x fp32 per CPU-second against ~1.4x; 1-2 rows: no clear gain).
+  constexpr int64_t kAmxMinRows = 4;
+  const bool amx = w->type == WeightType::BF16 && ks.block_amx && gemm::amx_allowed() && M >= kAmxMinRows &&
                    K % 32 == 0;
   if (amx) block = ks.block_amx;
 
@@ -308,6 +313,21 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     g.a_packed_rows = mb_round;
   }
 
+  // bf16 dot kernels (vdpbf16ps): round A to bf16 pairs once, in parallel, instead of in
+  // every task (decode: 16 tasks each rounding the same rows cost ~10-50% of the matmul).
+  const bool bf16_dot = w->type == WeightType::BF16 && !amx && ks.bf16_rounds_activations;
+  if (bf16_dot) {
+    const int64_t kblocks = (K + kc - 1) / kc, kpairs = (K + 1) / 2;
+    uint32_t* packed = static_cast<uint32_t*>(t_packed_a.get(size_t(mblocks * mb_round * kpairs) * sizeof(uint32_t)));
+    pool.run(mblocks * kblocks, [&](int64_t i, int) {
+      const int64_t bm = i / kblocks, k0 = (i % kblocks) * kc;
+      const int64_t m0 = bm * mb, rows = std::min(M, m0 + mb) - m0;
+      ks.pack_a_pairs(A + m0 * lda + k0, lda, rows, std::min(kc, K - k0), packed + (bm * kpairs + k0 / 2) * mb_round);
+    });
+    g.a_pairs = packed;
+    g.a_packed_rows = mb_round;
+  }
+
   // AMX: round all of A to bf16 tiles once, in parallel (16-row groups, up to a multiple of 32).
   if (amx) {
     const int64_t groups = (M + 31) / 32 * 2;
@@ -328,7 +348,8 @@ void matmul(ThreadPool& pool, const float* A, int64_t M, int64_t lda, const Pack
     t.p1 = std::min(panels, t.p0 + nb);
     t.kc = kc;
     if (t.a_packed) t.a_packed += bm * K * mb_round;
-    t.scratch_a = amx ? nullptr : t_scratch_a.get(scratch_a_bytes);
+    if (t.a_pairs) t.a_pairs += bm * ((K + 1) / 2) * mb_round;
+    t.scratch_a = amx || bf16_dot ? nullptr : t_scratch_a.get(scratch_a_bytes);
     t.scratch_c = static_cast<float*>(t_scratch_c.get(scratch_c_bytes));
     t.scratch_b = w->type == WeightType::BF16 && !amx ? static_cast<float*>(t_scratch_b.get(scratch_b_bytes)) : nullptr;
     block(t);

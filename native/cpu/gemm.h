@@ -68,7 +68,7 @@ class PackedWeight {
 // A must not overlap C; the residual may (x += f(x·W) with residual == C runs in place).
 // BF16 weights: W is rounded to bf16 (nearest even) when packed, accumulation is fp32.
 // On AVX2/baseline/plain AVX-512 the activations stay fp32 (the error against fp32 is the
-// weight rounding only); with AVX512-BF16 (vdpbf16ps) and AMX (M >= 32, K % 32 == 0) the
+// weight rounding only); with AVX512-BF16 (vdpbf16ps) and AMX (M >= 4, K % 32 == 0) the
 // activations are rounded to bf16 too. The tests compare each path with the reference
 // run on the same rounded inputs, to 2e-6 * sum|a*w| per output.
 // Thread-safe: concurrent calls on one PackedWeight are fine (read-only).

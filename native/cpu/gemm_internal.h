@@ -41,6 +41,9 @@ struct BlockArgs {
   // (a_packed_rows = the row block rounded up to MR). nullptr: pack per task if pack_a.
   const float* a_packed;
   int64_t a_packed_rows;
+  // bf16 dot kernels: A rounded to bf16 pairs once for all tasks, laid out like a_packed
+  // (K block k0 at a_pairs + k0 / 2 * a_packed_rows, as pack_a_bf16_pairs writes it).
+  const uint32_t* a_pairs;
   // AMX: all of A as amx_pack_a_group writes it (rows padded to 32), for every task.
   const uint16_t* a_bf16;
   void* scratch_a;        // >= (m1-m0 rounded up to MR) * kc floats, 64-byte aligned
@@ -68,6 +71,9 @@ struct KernelSet {
   // vectorised activations): C[r, n] = act(C[r,n] + bias[n]) + residual[r, n].
   void (*epilogue_rows)(float* C, int64_t ldc, int64_t rows, int64_t cols, const float* bias, Activation act,
                         const float* residual, int64_t ldr);
+  // With bf16_rounds_activations: A[rows, kl] -> row tiles of bf16 pairs [ceil(kl/2)][MR]
+  // (uint32, low half = even k), as the vdpbf16ps micro-kernels read them.
+  void (*pack_a_pairs)(const float* A, int64_t lda, int64_t rows, int64_t kl, uint32_t* dst);
   // With block_amx: rounds 16 rows of A (`rows` <= 16 real, the rest zero) to bf16 A tiles.
   void (*pack_a_amx)(const float* A, int64_t lda, int64_t rows, int64_t K, uint16_t* dst);
 };

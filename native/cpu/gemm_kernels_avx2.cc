@@ -59,7 +59,8 @@ constexpr KernelSet kAvx2 = {"avx2", 6, Avx2Gemm::NR, 8, false, Avx2Gemm::block_
 constexpr KernelSet kWide = {"avx512-emulated", 14, WideGemm::NR, 16, false, WideGemm::block_f32,
                              WideGemm::block_bf16_expand, nullptr, WideGemm::pack_a_f32, WideGemm::epilogue_rows};
 constexpr KernelSet kWideDot = {"avx512bf16-emulated", 14, WideGemm::NR, 16, true, WideGemm::block_f32,
-                                WideGemm::block_bf16_dot, nullptr, WideGemm::pack_a_f32, WideGemm::epilogue_rows};
+                                WideGemm::block_bf16_dot, nullptr, WideGemm::pack_a_f32, WideGemm::epilogue_rows,
+                                WideGemm::pack_a_bf16_pairs};
 
 }  // namespace
 

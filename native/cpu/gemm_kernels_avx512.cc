@@ -89,10 +89,10 @@ constexpr KernelSet kAvx512 = {"avx512", 14, Avx512NoBf16Gemm::NR, 16, false, Av
                                Avx512NoBf16Gemm::epilogue_rows};
 constexpr KernelSet kAvx512Bf16 = {"avx512bf16", 14, Avx512Gemm::NR, 16, true, Avx512Gemm::block_f32,
                                    Avx512Gemm::block_bf16_dot, nullptr, Avx512Gemm::pack_a_f32,
-                                   Avx512Gemm::epilogue_rows, amx_pack_a_group};
+                                   Avx512Gemm::epilogue_rows, Avx512Gemm::pack_a_bf16_pairs, amx_pack_a_group};
 constexpr KernelSet kAvx512Amx = {"avx512bf16-amx", 14, Avx512Gemm::NR, 16, true, Avx512Gemm::block_f32,
                                   Avx512Gemm::block_bf16_dot, block_amx, Avx512Gemm::pack_a_f32,
-                                  Avx512Gemm::epilogue_rows, amx_pack_a_group};
+                                  Avx512Gemm::epilogue_rows, Avx512Gemm::pack_a_bf16_pairs, amx_pack_a_group};
 
 }  // namespace
 

@@ -263,6 +263,8 @@ struct Gemm {
 #pragma GCC unroll 16
     for (int i = 0; i < R; i++) c0[i] = c1[i] = V{};
     for (int64_t kp = 0; kp < kpairs; kp++) {
+      // Few rows: B streams from memory (decode), prefetch it 4 KB ahead as kernel_f32 does.
+      if constexpr (R <= 4) __builtin_prefetch(b + kp * 2 * NR + 2 * kPrefetchFloats);
       const VU b0 = loadu32(b + kp * 2 * NR), b1 = loadu32(b + kp * 2 * NR + 2 * W);
 #pragma GCC unroll 16
       for (int i = 0; i < R; i++) {
@@ -320,20 +322,18 @@ struct Gemm {
       pack_tile_f32(static_cast<int>(h), A + b * lda, lda, kl, dst + t * MR * kl);
     }
   }
-  // Same, rounded to bf16 pairs: [ceil(kl/2)][MR] uint32, low half = even k.
+  // Same, rounded to bf16 pairs: [ceil(kl/2)][MR] uint32, low half = even k (rows past a
+  // short tile are left as they are: never read).
   static void pack_a_bf16_pairs(const float* A, int64_t lda, int64_t rows, int64_t kl, uint32_t* dst) {
     const int64_t kp_n = (kl + 1) / 2;
     for (int64_t t = 0; t < tile_count(rows); t++) {
       const int64_t b = tile_begin(rows, t), h = tile_begin(rows, t + 1) - b;
       uint32_t* d = dst + t * MR * kp_n;
-      for (int i = 0; i < MR; i++) {
+      for (int64_t i = 0; i < h; i++) {
+        const float* s = A + (b + i) * lda;
         for (int64_t kp = 0; kp < kp_n; kp++) {
-          uint32_t v = 0;
-          if (i < h) {
-            const float* s = A + (b + i) * lda + 2 * kp;
-            v = bf16_bits(s[0]);
-            if (2 * kp + 1 < kl) v |= uint32_t(bf16_bits(s[1])) << 16;
-          }
+          uint32_t v = bf16_bits(s[2 * kp]);
+          if (2 * kp + 1 < kl) v |= uint32_t(bf16_bits(s[2 * kp + 1])) << 16;
           d[kp * MR + i] = v;
         }
       }
@@ -396,17 +396,18 @@ struct Gemm {
   template <Mode kMode>
   static void block(const BlockArgs& g) {
     const int64_t rows = g.m1 - g.m0;
-    const bool prepacked = kMode != kBf16Dot && g.a_packed;
-    const bool pack = kMode == kBf16Dot || g.pack_a || prepacked;
+    // kBf16Dot: A is always pre-packed (bf16 pairs, once per matmul: g.a_pairs).
+    const bool prepacked = kMode == kBf16Dot || g.a_packed;
+    const bool pack = g.pack_a || prepacked;
     for (int64_t k0 = 0; k0 < g.K; k0 += g.kc) {
       const int64_t kl = imin(g.kc, g.K - k0);
       const bool first = k0 == 0, last = k0 + kl == g.K;
       const float* a_rows = g.A + g.m0 * g.lda + k0;
       const void* a_block = g.scratch_a;
-      if (prepacked)
+      if (kMode == kBf16Dot)
+        a_block = g.a_pairs + k0 / 2 * g.a_packed_rows;
+      else if (prepacked)
         a_block = g.a_packed + k0 * g.a_packed_rows;
-      else if (kMode == kBf16Dot)
-        pack_a_bf16_pairs(a_rows, g.lda, rows, kl, static_cast<uint32_t*>(g.scratch_a));
       else if (pack)
         pack_a_f32(a_rows, g.lda, rows, kl, static_cast<float*>(g.scratch_a));
       const int64_t a_tile = kMode == kBf16Dot ? MR * ((kl + 1) / 2) : MR * kl;  // elements per packed tile

@@ -146,6 +146,7 @@ const Shape kShapes[] = {
     {1, 1, 1},    {1, 7, 33},    {7, 33, 17},   {3, 64, 48},    {33, 257, 100}, {1, 768, 130},
     {14, 300, 64}, {15, 129, 31}, {100, 520, 47}, {130, 66, 200}, {8, 1000, 40},  {29, 2, 97},
     {200, 800, 70},  // several row blocks x K blocks x N blocks (A packed once for all tasks)
+    {250, 401, 33},  // same with an odd K: the last K block has an odd length (bf16 pairs half empty)
 };
 
 }  // namespace
@@ -211,10 +212,11 @@ TEST(bf16_all_paths) {
 }
 
 TEST(bf16_amx_tiles_emulated) {
-  // The AMX block (M >= 32, K % 32 == 0) with emulated tile instructions (and with the
+  // The AMX block (M >= 4, K % 32 == 0) with emulated tile instructions (and with the
   // real ones where the CPU has AMX), and the same shapes through the vdpbf16ps path
-  // (AMX off): all round A to bf16.
-  const Shape shapes[] = {{32, 32, 32}, {40, 64, 70}, {100, 96, 33}, {64, 768, 64}, {33, 160, 1}, {300, 64, 100}};
+  // (AMX off): all round A to bf16. Fewer than 32 rows: tiles padded with zero rows (decode).
+  const Shape shapes[] = {{32, 32, 32}, {40, 64, 70}, {100, 96, 33}, {64, 768, 64}, {33, 160, 1}, {300, 64, 100},
+                          {4, 64, 40},  {8, 768, 70}, {17, 96, 33},  {3, 64, 48}};
   std::vector<IsaCase> isas = {{Isa::AmxEmulated, "amx-emulated"}};
   const CpuFeatures& f = cpu_features();
   if (f.has_avx512() && f.has_avx512_bf16() && f.has_amx_bf16()) isas.push_back({Isa::Auto, "avx512bf16-amx"});
