@@ -20,6 +20,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/error.h"
+
 namespace gpt2 {
 
 // Same values as gpt2::cpu::Activation (native/cpu/activation.h).
@@ -83,6 +85,20 @@ class Backend {
   virtual BackendWeight* pack_weight(const float* w, int64_t K, int64_t N, bool transposed, WeightFormat format) = 0;
   virtual void free_weight(BackendWeight* w) = 0;
   virtual size_t weight_bytes(const BackendWeight* w) const = 0;
+
+  // ---- tied embeddings (optional) ----
+  // wte [V, E] packed once so that it serves both as the tied lm_head (matmul treats it as
+  // pack_weight(wte, E, V, transposed, format)) and as the table embed_packed gathers rows
+  // from: one copy of wte instead of two. nullptr: not supported; the model then keeps wte
+  // for embed() and packs the lm_head separately.
+  virtual BackendWeight* pack_embedding(const float* /*wte*/, int64_t /*V*/, int64_t /*E*/, WeightFormat /*format*/) {
+    return nullptr;
+  }
+  // embed() with wte from a pack_embedding weight; the same values embed() gives from the fp32 wte.
+  virtual void embed_packed(const int32_t* /*ids*/, const int32_t* /*positions*/, int64_t /*n*/,
+                            const BackendWeight* /*wte*/, const float* /*wpe*/, int64_t /*dim*/, float* /*out*/) {
+    throw Error(ErrorKind::Error, code::kInternal, "embed_packed: this backend has no pack_embedding");
+  }
 
   // ---- ops ----
   // C[M, N] (stride ldc) = act(A[M, K] (stride lda) · W + bias) + residual (stride ldr).

@@ -1,23 +1,21 @@
 #include "cpu/cpu_backend.h"
 
-#include <cstdlib>
 #include <cstring>
-#include <new>
-#include <string>
-
-#include <sys/mman.h>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
 #include "cpu/embedding.h"
 #include "cpu/gemm.h"
+#include "cpu/host_memory.h"
 #include "cpu/layernorm.h"
 
 namespace gpt2 {
 // The CPU backend's weight handle is a PackedWeight.
 struct BackendWeight {
   cpu::PackedWeight packed;
+  // pack_embedding with bf16 panels: what restores the exact fp32 rows for the gather.
+  std::unique_ptr<cpu::Bf16Residual> residual;
 };
 }  // namespace gpt2
 
@@ -25,43 +23,9 @@ namespace gpt2::cpu {
 
 CpuBackend::CpuBackend(ThreadPool& pool, int threads) : pool_(pool), threads_(threads) {}
 
-// Each block carries a 64-byte header with its size and origin. Blocks of 1 MiB and more
-// are mapped directly, so freeing them returns the memory to the OS at once (dispose()),
-// and their pages are committed only when first touched (the KV pools rely on this).
-namespace {
-constexpr size_t kHeader = 64;
-constexpr size_t kMapThreshold = size_t(1) << 20;
-struct AllocHeader {
-  size_t total;
-  bool mapped;
-};
-}  // namespace
+void* CpuBackend::alloc(size_t bytes) { return host_alloc(bytes); }
 
-void* CpuBackend::alloc(size_t bytes) {
-  const size_t total = kHeader + (bytes + 63) / 64 * 64;
-  void* base = nullptr;
-  bool mapped = false;
-  if (total >= kMapThreshold) {
-    base = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED) base = nullptr;
-    mapped = true;
-  } else {
-    base = std::aligned_alloc(64, total);
-  }
-  if (!base) throw Error(ErrorKind::Error, code::kOutOfMemory, "out of memory allocating " + std::to_string(bytes) + " bytes");
-  *static_cast<AllocHeader*>(base) = {total, mapped};
-  return static_cast<char*>(base) + kHeader;
-}
-
-void CpuBackend::free(void* ptr) {
-  if (!ptr) return;
-  void* base = static_cast<char*>(ptr) - kHeader;
-  const AllocHeader h = *static_cast<AllocHeader*>(base);
-  if (h.mapped)
-    munmap(base, h.total);
-  else
-    std::free(base);
-}
+void CpuBackend::free(void* ptr) { host_free(ptr); }
 
 void CpuBackend::upload(void* dst, const void* host_src, size_t bytes) {
   if (dst != host_src) std::memcpy(dst, host_src, bytes);
@@ -82,19 +46,29 @@ void CpuBackend::copy_kv_blocks(float* k_pool, float* v_pool, int64_t pool_strid
 }
 
 BackendWeight* CpuBackend::pack_weight(const float* w, int64_t K, int64_t N, bool transposed, WeightFormat format) {
-  auto* out = new BackendWeight();
-  try {
-    out->packed = PackedWeight::pack(w, K, N, transposed, format == WeightFormat::BF16 ? WeightType::BF16 : WeightType::F32);
-  } catch (...) {
-    delete out;
-    throw;
-  }
-  return out;
+  auto out = std::make_unique<BackendWeight>();
+  out->packed = PackedWeight::pack(w, K, N, transposed, format == WeightFormat::BF16 ? WeightType::BF16 : WeightType::F32);
+  return out.release();
 }
 
 void CpuBackend::free_weight(BackendWeight* w) { delete w; }
 
-size_t CpuBackend::weight_bytes(const BackendWeight* w) const { return w ? w->packed.bytes() : 0; }
+size_t CpuBackend::weight_bytes(const BackendWeight* w) const {
+  return w ? w->packed.bytes() + (w->residual ? w->residual->bytes() : 0) : 0;
+}
+
+BackendWeight* CpuBackend::pack_embedding(const float* wte, int64_t V, int64_t E, WeightFormat format) {
+  auto out = std::make_unique<BackendWeight>();
+  const bool bf16 = format == WeightFormat::BF16;
+  out->packed = PackedWeight::pack(wte, E, V, true, bf16 ? WeightType::BF16 : WeightType::F32);
+  if (bf16) out->residual = std::make_unique<Bf16Residual>(Bf16Residual::of(wte, V * E));
+  return out.release();
+}
+
+void CpuBackend::embed_packed(const int32_t* ids, const int32_t* positions, int64_t n, const BackendWeight* wte,
+                              const float* wpe, int64_t dim, float* out) {
+  cpu::embed_packed(pool_, threads_, ids, positions, n, wte->packed, wte->residual.get(), wpe, dim, out);
+}
 
 void CpuBackend::matmul(const float* A, int64_t M, int64_t lda, const BackendWeight* W, float* C, int64_t ldc,
                         const float* bias, ActivationKind act, const float* residual, int64_t ldr) {

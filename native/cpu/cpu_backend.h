@@ -27,6 +27,9 @@ class CpuBackend final : public Backend {
   BackendWeight* pack_weight(const float* w, int64_t K, int64_t N, bool transposed, WeightFormat format) override;
   void free_weight(BackendWeight* w) override;
   size_t weight_bytes(const BackendWeight* w) const override;
+  BackendWeight* pack_embedding(const float* wte, int64_t V, int64_t E, WeightFormat format) override;
+  void embed_packed(const int32_t* ids, const int32_t* positions, int64_t n, const BackendWeight* wte, const float* wpe,
+                    int64_t dim, float* out) override;
 
   void matmul(const float* A, int64_t M, int64_t lda, const BackendWeight* W, float* C, int64_t ldc, const float* bias,
               ActivationKind act, const float* residual, int64_t ldr) override;

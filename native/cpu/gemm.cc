@@ -14,6 +14,7 @@
 #include "cpu/gemm_internal.h"
 #include "cpu/gemm_amx.h"
 #include "cpu/gemm_microkernel.h"
+#include "cpu/host_memory.h"
 
 namespace gpt2::cpu {
 
@@ -103,7 +104,7 @@ struct PackedWeight::Impl {
   void* data = nullptr;
   size_t bytes = 0;
   ~Impl() {
-    if (data) ::operator delete(data, std::align_val_t(64));
+    host_free(data);
   }
 };
 
@@ -116,6 +117,9 @@ int64_t PackedWeight::N() const { return impl_ ? impl_->N : 0; }
 WeightType PackedWeight::type() const { return impl_ ? impl_->type : WeightType::F32; }
 size_t PackedWeight::bytes() const { return impl_ ? impl_->bytes : 0; }
 const char* PackedWeight::kernel_name() const { return impl_ ? impl_->kernels->name : "none"; }
+PackedWeight::Panels PackedWeight::panels() const {
+  return impl_ ? Panels{impl_->data, impl_->kernels->nr, impl_->panel_stride} : Panels{nullptr, 0, 0};
+}
 
 PackedWeight PackedWeight::pack(const float* w, int64_t K, int64_t N, bool transposed, WeightType type) {
   if (!w) throw_type_error("PackedWeight::pack: weight is null");
@@ -133,7 +137,7 @@ PackedWeight PackedWeight::pack(const float* w, int64_t K, int64_t N, bool trans
   if (type == WeightType::F32) {
     impl->panel_stride = K * NR;
     impl->bytes = size_t(impl->panels * impl->panel_stride) * sizeof(float);
-    impl->data = ::operator new(impl->bytes, std::align_val_t(64));
+    impl->data = host_alloc(impl->bytes);
     float* dst = static_cast<float*>(impl->data);
     for (int64_t p = 0; p < impl->panels; p++) {
       float* d = dst + p * impl->panel_stride;
@@ -156,7 +160,7 @@ PackedWeight PackedWeight::pack(const float* w, int64_t K, int64_t N, bool trans
     const int64_t Kp = K + (K & 1);
     impl->panel_stride = Kp * NR;
     impl->bytes = size_t(impl->panels * impl->panel_stride) * sizeof(uint16_t);
-    impl->data = ::operator new(impl->bytes, std::align_val_t(64));
+    impl->data = host_alloc(impl->bytes);
     uint16_t* dst = static_cast<uint16_t*>(impl->data);
     for (int64_t p = 0; p < impl->panels; p++) {
       uint16_t* d = dst + p * impl->panel_stride;

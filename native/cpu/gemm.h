@@ -48,6 +48,15 @@ class PackedWeight {
   // Which kernel family the weight was packed for ("avx2", "avx512", "baseline", ...).
   const char* kernel_name() const;
 
+  // The packed panels as they are, for code that reads the weight back in place (the
+  // embedding gather of a tied lm_head: row v of wte is column v here). Layout: gemm_internal.h.
+  struct Panels {
+    const void* data;  // float (F32) or uint16 bf16 bits (BF16)
+    int64_t nr;            // columns per panel
+    int64_t panel_stride;  // elements per panel
+  };
+  Panels panels() const;
+
   struct Impl;
   const Impl* impl() const { return impl_.get(); }
 

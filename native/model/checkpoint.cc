@@ -275,6 +275,8 @@ void Checkpoint::validate() const {
 void Checkpoint::read_f32(const TensorView& view, float* out) const {
   check_not_released();
   convert_to_f32(view, out);
+  // Each tensor is read once while loading: its mapped pages are not needed any more.
+  for (const auto& f : files_) f->drop_pages(view.data, view.nbytes);
 }
 
 void Checkpoint::read_bf16(const TensorView& view, uint16_t* out) const {

@@ -144,7 +144,26 @@ GPT2Model::GPT2Model(const GPT2Config& config, std::unique_ptr<Backend> backend,
     throw_range_error("head dimension " + std::to_string(config.head_dim()) + " is not supported (1 ... 256)");
   if (options.block_size < 1 || options.block_size > 256) throw_range_error("KV block size must be 1 ... 256");
   try {
-    wte_ = upload_tensor(read, "wte.weight", {V, E});
+    {
+      // Tied lm_head (logits = h · wteᵀ): one packed copy of wte serves the lm_head GEMM and,
+      // where the backend can gather from it, the embedding; otherwise wte stays as it is for
+      // embed() and the lm_head is packed from it (a second copy).
+      std::vector<float> host(size_t(V) * size_t(E));
+      read("wte.weight", {V, E}, host.data());
+      if (config.tie_word_embeddings) lm_head_ = backend_->pack_embedding(host.data(), V, E, options_.weights);
+      if (lm_head_) {
+        weight_bytes_ += backend_->weight_bytes(lm_head_);
+      } else {
+        wte_ = static_cast<float*>(backend_->alloc(host.size() * sizeof(float)));
+        buffers_.push_back(wte_);
+        backend_->upload(wte_, host.data(), host.size() * sizeof(float));
+        weight_bytes_ += host.size() * sizeof(float);
+        if (config.tie_word_embeddings) {
+          lm_head_ = backend_->pack_weight(host.data(), E, V, true, options_.weights);
+          weight_bytes_ += backend_->weight_bytes(lm_head_);
+        }
+      }
+    }
     wpe_ = upload_tensor(read, "wpe.weight", {P, E});
     layers_.resize(config.n_layer);
     for (int64_t i = 0; i < config.n_layer; i++) {
@@ -165,13 +184,10 @@ GPT2Model::GPT2Model(const GPT2Config& config, std::unique_ptr<Backend> backend,
     }
     ln_f_gamma_ = upload_tensor(read, "ln_f.weight", {E});
     ln_f_beta_ = upload_tensor(read, "ln_f.bias", {E});
-    {
-      // lm_head: logits = h · Wᵀ with W [V, E] (wte when tied), packed as a transposed [E, V].
+    if (!config.tie_word_embeddings) {
+      // Untied lm_head: logits = h · Wᵀ with W [V, E], packed as a transposed [E, V].
       std::vector<float> host(size_t(V) * size_t(E));
-      if (config.tie_word_embeddings)
-        backend_->download(host.data(), wte_, host.size() * sizeof(float));
-      else
-        read("lm_head.weight", {V, E}, host.data());
+      read("lm_head.weight", {V, E}, host.data());
       lm_head_ = backend_->pack_weight(host.data(), E, V, true, options_.weights);
       weight_bytes_ += backend_->weight_bytes(lm_head_);
     }
@@ -374,11 +390,15 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   shape.block_size = kvs.block_size;
 
   const GraphBuffers g = graph_step ? graph_buffers() : GraphBuffers{};
-  float* x = graph_step ? g.x : scratch(1, size_t(T) * E);          // residual stream
-  float* a = graph_step ? g.a : scratch(2, size_t(T) * E);          // LayerNorm output
-  float* qkv = graph_step ? g.qkv : scratch(3, size_t(T) * 3 * E);  // c_attn output
-  float* ctx = graph_step ? g.ctx : scratch(4, size_t(T) * E);      // attention output (heads merged)
-  float* h = graph_step ? g.h : scratch(5, size_t(T) * I);          // MLP hidden
+  // Buffers whose lives do not overlap share memory (6 floats per token and n_embd instead of
+  // 10): `a` is dead once c_attn has read it, before attention writes ctx, and ctx once
+  // attn_proj has read it, before ln_2 writes `a`; qkv is dead once attention has run (keys
+  // and values are in the cache), before c_fc writes h.
+  float* x = graph_step ? g.x : scratch(1, size_t(T) * E);                             // residual stream
+  float* a = graph_step ? g.a : scratch(2, size_t(T) * E);                             // LayerNorm output
+  float* qkv = graph_step ? g.qkv : scratch(3, size_t(T) * size_t(std::max(3 * E, I)));  // c_attn output
+  float* ctx = graph_step ? g.ctx : a;  // attention output (heads merged)
+  float* h = graph_step ? g.h : qkv;    // MLP hidden
   const int64_t R = static_cast<int64_t>(logit_rows.size());
   float* picked = R == 0 ? nullptr : graph_step ? g.picked : scratch(6, size_t(R) * E);
   float* logits = R == 0 ? nullptr : graph_step ? g.logits : scratch(7, size_t(R) * V);
@@ -398,7 +418,10 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   if (recording) backend_->graph_begin(this, n_seqs);
   try {
     if (!replayed) {
-      backend_->embed(dmeta + o_ids, dmeta + o_pos, T, wte_, wpe_, E, x);
+      if (wte_)
+        backend_->embed(dmeta + o_ids, dmeta + o_pos, T, wte_, wpe_, E, x);
+      else
+        backend_->embed_packed(dmeta + o_ids, dmeta + o_pos, T, lm_head_, wpe_, E, x);
       if (options.hidden_states) capture(x);
       capture_hidden(inputs, q_start, 0, x, false, outputs);
 

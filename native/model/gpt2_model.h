@@ -124,11 +124,12 @@ class GPT2Model {
   GPT2Config config_;
   ModelOptions options_;
   std::unique_ptr<Backend> backend_;
-  float* wte_ = nullptr;  // [V, E] raw (embedding gather); the lm_head is packed separately
+  // [V, E] for embed(); nullptr when the tied lm_head_ (Backend::pack_embedding) serves the gather too.
+  float* wte_ = nullptr;
   float* wpe_ = nullptr;
   float* ln_f_gamma_ = nullptr;
   float* ln_f_beta_ = nullptr;
-  BackendWeight* lm_head_ = nullptr;
+  BackendWeight* lm_head_ = nullptr;  // [E, V] packed: wte when tied, else lm_head.weight
   std::vector<Layer> layers_;
   std::vector<void*> buffers_;  // every alloc() above, freed in the destructor
   size_t weight_bytes_ = 0;

@@ -157,6 +157,16 @@ void SafetensorsFile::release() {
   for (auto& t : tensors_) t.data = nullptr;
 }
 
+void SafetensorsFile::drop_pages(const void* data, size_t bytes) const {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  if (!mapped_ || !bytes_ || p < bytes_ || bytes > size_ || p - bytes_ > static_cast<ptrdiff_t>(size_ - bytes)) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) / page * page;
+  // A private read-only file mapping: the dropped pages are clean copies of the file.
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 const TensorView* SafetensorsFile::find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];

@@ -68,6 +68,11 @@ class SafetensorsFile {
   bool is_mapped() const { return mapped_; }
   // Unmaps the file; every TensorView's data pointer dangles afterwards (set to nullptr).
   void release();
+  // Mapped files: drops from this process the pages lying wholly inside [data, data + bytes)
+  // (a tensor already converted), so a load does not hold the whole file resident as well
+  // as its packed copy. Reading them again faults them back in from the page cache. No-op
+  // for unmapped files and ranges outside the file.
+  void drop_pages(const void* data, size_t bytes) const;
 
  private:
   SafetensorsFile() = default;

@@ -1,8 +1,11 @@
 // CPU kernels besides GEMM against their plain reference versions: layernorm (with and
 // without the fused residual add), paged causal attention (ragged batches, decode steps,
-// scaled and not), KV append, embedding gather.
+// scaled and not), KV append, embedding gather (from wte, and from the tied lm_head's
+// packed fp32 / bf16 panels, which must give the same bits).
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -10,6 +13,9 @@
 #include "core/thread_pool.h"
 #include "cpu/attention.h"
 #include "cpu/embedding.h"
+#include "cpu/gemm.h"
+#include "cpu/gemm_internal.h"
+#include "cpu/host_memory.h"
 #include "cpu/layernorm.h"
 #include "test_main.h"
 
@@ -209,6 +215,78 @@ TEST(embedding_gather_matches_reference) {
   const int32_t pick[2] = {8, 1};
   gather_rows(a.data(), E, pick, 2, E, rows.data());
   for (int64_t d = 0; d < E; d++) CHECK(rows[d] == a[8 * E + d] && rows[E + d] == a[E + d]);
+}
+
+namespace {
+float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+}  // namespace
+
+// Row v of wte read from column v of the packed transposed weight, for every kernel set's
+// panel width, fp32 and bf16, odd and even widths, a vocab that ends mid-panel, and the
+// values bf16 rounding cannot undo with an int16 (halfway cases rounded down, NaN), inf
+// and the largest float (rounds up to inf).
+TEST(embedding_gather_from_packed_panels_matches_reference) {
+  using gemm::Isa;
+  std::vector<Isa> isas = {Isa::Baseline, Isa::AmxEmulated};
+  if (cpu_features().has_avx2()) isas.push_back(Isa::Avx2);
+  if (cpu_features().has_avx512()) isas.push_back(Isa::Avx512);
+  const int64_t V = 77, P = 9;
+  for (int64_t E : {int64_t(24), int64_t(23)}) {
+    auto wte = randn(V * E, 80), wpe = randn(P * E, 81);
+    wte[5 * E + 1] = from_bits(0x3f808000u);   // halfway, even bf16 below: rounds down, +0x8000 off
+    wte[5 * E + 2] = from_bits(0xbf818000u);   // halfway, odd below: rounds up
+    wte[76 * E + 3] = from_bits(0x7fc12345u);  // quiet NaN: bf16 keeps the top half
+    wte[76 * E + 6] = from_bits(0x7f812345u);  // signalling NaN: bf16 sets the quiet bit
+    wte[76 * E + 4] = std::numeric_limits<float>::infinity();
+    wte[76 * E + 5] = -std::numeric_limits<float>::max();
+    const int64_t n = 8 * P;
+    std::vector<int32_t> ids(n), pos(n);
+    for (int64_t i = 0; i < n; i++) ids[i] = int32_t((i * 37 + 5) % V), pos[i] = int32_t(i % P);
+    ids[0] = 0, ids[1] = int32_t(V - 1), ids[2] = 5, ids[3] = 76;
+    std::vector<float> want(n * E);
+    embed_reference(ids.data(), pos.data(), n, wte.data(), wpe.data(), E, want.data());
+    const Bf16Residual residual = Bf16Residual::of(wte.data(), V * E);
+    CHECK(residual.exact_at.size() == 2);  // the halfway case rounded down, the signalling NaN
+    for (Isa isa : isas) {
+      gemm::set_isa_for_testing(isa);
+      for (WeightType type : {WeightType::F32, WeightType::BF16}) {
+        const PackedWeight w = PackedWeight::pack(wte.data(), E, V, true, type);
+        std::vector<float> got(n * E, -1.0f);
+        embed_packed(pool(), 0, ids.data(), pos.data(), n, w, type == WeightType::BF16 ? &residual : nullptr,
+                     wpe.data(), E, got.data());
+        CHECK_MSG(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0,
+                  std::string("packed gather differs: ") + w.kernel_name() + (type == WeightType::BF16 ? " bf16" : " f32") +
+                      " E=" + std::to_string(E));
+      }
+    }
+    gemm::set_isa_for_testing(Isa::Auto);
+    // The bf16 panels without the residual are not the fp32 wte: refused, not guessed.
+    const PackedWeight w = PackedWeight::pack(wte.data(), E, V, true, WeightType::BF16);
+    std::vector<float> got(n * E);
+    bool threw = false;
+    try {
+      embed_packed(pool(), 0, ids.data(), pos.data(), n, w, nullptr, wpe.data(), E, got.data());
+    } catch (const std::exception&) {
+      threw = true;
+    }
+    CHECK(threw);
+  }
+}
+
+// Small blocks (aligned_alloc) and mapped ones (>= 1 MiB): 64-byte aligned, whole size writable.
+TEST(host_alloc_small_and_mapped_blocks) {
+  for (size_t bytes : {size_t(1), size_t(1000), size_t(1) << 20, (size_t(3) << 20) + 5}) {
+    auto* p = static_cast<unsigned char*>(host_alloc(bytes));
+    CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+    std::memset(p, 0xab, bytes);
+    CHECK(p[0] == 0xab && p[bytes - 1] == 0xab);
+    host_free(p);
+  }
+  host_free(nullptr);
 }
 
 TEST_MAIN()

@@ -440,6 +440,33 @@ TEST(fixture_tiny_bare_f32) {
   CHECK(!ck->has_tokenizer_files());
 }
 
+// RssFile of this process in kB (/proc/self/status), -1 where unavailable.
+long rss_file_kb() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  long kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "RssFile: %ld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb;
+}
+
+// A converted tensor's mapped pages are dropped from the process (the load would otherwise
+// hold the whole file resident next to the packed weights); reading it again still works.
+TEST(read_f32_drops_the_tensor_pages) {
+  auto ck = Checkpoint::open(fixtures() + "/models/tiny");
+  const TensorView& wte = ck->tensor("wte.weight", {50257, 64});  // 12.9 MB
+  std::vector<float> w(static_cast<size_t>(wte.numel())), again(w.size());
+  const long before = rss_file_kb();
+  ck->read_f32(wte, w.data());
+  const long after = rss_file_kb();
+  if (before >= 0) CHECK_MSG(after - before < 1024, "RssFile grew by " + std::to_string(after - before) + " kB");
+  ck->read_f32(wte, again.data());
+  CHECK(std::memcmp(w.data(), again.data(), w.size() * sizeof(float)) == 0);
+  CHECK(w[0] == 0.8767316937446594f);
+}
+
 TEST(fixture_prefixed_with_lm_head) {
   auto ck = Checkpoint::open(fixtures() + "/models/tiny_prefixed_lmhead");
   ck->validate();
