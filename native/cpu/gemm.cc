@@ -186,14 +186,19 @@ struct AlignedBuffer {
   ~AlignedBuffer() {
     if (p) ::operator delete(p, std::align_val_t(64));
   }
+  // Grows geometrically; gives a large buffer back when a call needs under a quarter of it, so
+  // one long prefill (4096 tokens: 48 MiB of packed A) does not stay resident on every thread
+  // that ever ran one. Reallocating costs page faults, small next to the matmuls that need it.
   void* get(size_t bytes) {
-    if (bytes > size) {
+    const bool shrink = size > kKeepBytes && bytes < size / 4;
+    if (bytes > size || shrink) {
       if (p) ::operator delete(p, std::align_val_t(64));
-      size = std::max(bytes, size * 2);
+      size = shrink ? std::max(bytes, kKeepBytes) : std::max(bytes, size * 2);
       p = ::operator new(size, std::align_val_t(64));
     }
     return p;
   }
+  static constexpr size_t kKeepBytes = size_t(16) << 20;
 };
 // Per-thread packing buffers: pool threads are persistent, so these live as long as they do.
 thread_local AlignedBuffer t_scratch_a, t_scratch_b, t_scratch_c;
