@@ -1,6 +1,7 @@
 // Memory of one loaded model, stage by stage (dist/, so run `npx tsc -p tsconfig.json` first):
 // before load, after load, after a prefill forward (32 prompts x 128 tokens, logits 'last'), and
-// after decoding 32 concurrent generate() requests (128-token prompts, 32 new tokens). Each stage
+// after decoding 32 concurrent generate() requests (128-token prompts, 32 new tokens), after a
+// 32 x 128 embed and after three short embeds, and after dispose. Each stage
 // prints RSS split into anonymous and file-backed pages (/proc/self/status), the peak (VmHWM),
 // and the model's own accounting (weightBytes, kvCacheBytes).
 //
@@ -109,6 +110,13 @@ mark(`after prefill ${prompts}x${promptTokens}`);
   await Promise.all(gens.map(async (g) => { for await (const _ of g); }));
 }
 mark(`after decoding ${prompts} sequences`, { kvFreeBlocks: model.stats.kvFreeBlocks });
+
+// The engine thread's GEMM packing buffers: a large embed step grows them, small steps after it
+// give them back (gemm.cc AlignedBuffer shrinks when a call needs under a quarter of it).
+await model.embed(Array.from({ length: prompts }, () => ids(promptTokens)));
+mark(`after embedding ${prompts}x${promptTokens}`);
+for (let i = 0; i < 3; i++) await model.embed([ids(16)]);
+mark('after three 16-token embeds');
 
 // Finished generations hold the native model until they are collected; then dispose() frees it.
 v8.setFlagsFromString('--expose-gc');
