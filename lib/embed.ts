@@ -3,7 +3,7 @@
 // (native/engine/embedding.cc through native/addon/embed_binding.cc): every embed() call
 // on a model joins the same engine loop, which merges concurrent calls into shared steps.
 import { ErrorCode, withCode } from './errors.js';
-import { checkOptions, describe, integer, oneOf, optionalBoolean, toTokenIds } from './options.js';
+import { checkOptions, describe, integer, oneOf, optionalBoolean, optionalSignal, toTokenIds } from './options.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export type Pooling = 'mean' | 'last' | 'first';
@@ -100,10 +100,7 @@ function resolveOptions(opts: unknown, nLayer: number, nPositions: number): Reso
     }
     r.window = { size, stride };
   }
-  if (o.signal !== undefined) {
-    if (!(o.signal instanceof AbortSignal)) throw withCode(new TypeError(`${WHERE}: signal must be an AbortSignal`), ErrorCode.InvalidArg);
-    r.signal = o.signal;
-  }
+  r.signal = optionalSignal(o.signal, WHERE);
   return r;
 }
 

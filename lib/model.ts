@@ -6,7 +6,7 @@ import { embed, type EmbedInput, type EmbedOptions, type NativeEmbedder } from '
 import { ErrorCode, withCode } from './errors.js';
 import { isHubId, isLocalModelDir, resolveModel } from './hub/index.js';
 import { native } from './native.js';
-import { checkOptions, oneOf, describe, finiteNumber, integer, optionalBoolean, toTokenIds } from './options.js';
+import { checkOptions, oneOf, describe, finiteNumber, integer, optionalBoolean, optionalSignal, toTokenIds } from './options.js';
 import { Generation, type GenerationResult, type NativeGeneration } from './generation.js';
 import { Sampler, type SamplerOptions } from './sampler.js';
 import { Sequence, type NativeSequence } from './sequence.js';
@@ -369,9 +369,7 @@ export class Model {
     const truncate = o.truncate === undefined ? 'none' : oneOf(o.truncate, ['none', 'start'] as const, 'truncate', where);
     if (o.lengthPenalty !== undefined) finiteNumber(o.lengthPenalty, 'lengthPenalty', where);
     optionalBoolean(o.earlyStopping, 'earlyStopping', where);
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-      throw withCode(new TypeError(`${where}: signal must be an AbortSignal`), ErrorCode.InvalidArg);
-    }
+    optionalSignal(o.signal, where);
     let ids: Uint32Array;
     if (typeof prompt === 'string') ids = prompt.length ? this.tokenizer.encode(prompt) : new Uint32Array(0);
     else if ((prompt as ArrayLike<number>)?.length === 0 && (ArrayBuffer.isView(prompt) || Array.isArray(prompt))) ids = new Uint32Array(0);

@@ -52,6 +52,14 @@ export function optionalBoolean(v: unknown, name: string, where: string): boolea
   return v;
 }
 
+/** undefined or an AbortSignal (the `signal` option), else a TypeError. */
+export function optionalSignal(v: unknown, where: string): AbortSignal | undefined {
+  if (v !== undefined && !(v instanceof AbortSignal)) {
+    throw withCode(new TypeError(`${where}: signal must be an AbortSignal`), ErrorCode.InvalidArg);
+  }
+  return v;
+}
+
 export function describe(v: unknown): string {
   if (typeof v === 'string') return `'${v.length > 40 ? v.slice(0, 40) + '…' : v}'`;
   if (Array.isArray(v)) return 'an array';
