@@ -47,19 +47,21 @@ type LabelSettings = Pick<BenchSettings, 'batchSizes' | 'promptTokens' | 'prefil
 
 /** Every metric of a report with these settings, in table order. */
 export function metricDefs(s: LabelSettings): MetricDef[] {
-  const speed = (id: string, label: string, higherIsBetter = true): MetricDef => ({ id, label, kind: 'speed', higherIsBetter, format: formatNumber });
-  const memory = (id: string, label: string): MetricDef => ({ id, label, kind: 'memory', higherIsBetter: false, format: mib });
+  const def = (id: string, label: string): MetricDef => {
+    const k = metricKind(id);
+    return { id, label, ...k, format: k.kind === 'memory' ? mib : formatNumber };
+  };
   return [
-    speed(metricId.load, 'load (s)', false),
-    speed(metricId.prefill, `prefill ${s.prefillBatch}x${s.promptTokens} (tok/s)`),
-    ...s.batchSizes.map((b) => speed(metricId.decode(b), `decode batch ${b} (tok/s)`)),
-    ...s.batchSizes.map((b) => speed(metricId.generate(b), `generate batch ${b}, end to end (tok/s)`)),
-    ...s.batchSizes.map((b) => speed(metricId.ttft(b), `time to first token, batch ${b} (ms)`, false)),
-    speed(metricId.embed, `embed ${s.embedTexts} texts (texts/s)`),
-    memory(metricId.peakRss, 'peak RSS (MiB)'),
-    memory(metricId.weights, 'weights (MiB)'),
-    memory(metricId.kvCache, 'KV cache (MiB)'),
-    memory(metricId.peakDevice, 'peak device memory (MiB)'),
+    def(metricId.load, 'load (s)'),
+    def(metricId.prefill, `prefill ${s.prefillBatch}x${s.promptTokens} (tok/s)`),
+    ...s.batchSizes.map((b) => def(metricId.decode(b), `decode batch ${b} (tok/s)`)),
+    ...s.batchSizes.map((b) => def(metricId.generate(b), `generate batch ${b}, end to end (tok/s)`)),
+    ...s.batchSizes.map((b) => def(metricId.ttft(b), `time to first token, batch ${b} (ms)`)),
+    def(metricId.embed, `embed ${s.embedTexts} texts (texts/s)`),
+    def(metricId.peakRss, 'peak RSS (MiB)'),
+    def(metricId.weights, 'weights (MiB)'),
+    def(metricId.kvCache, 'KV cache (MiB)'),
+    def(metricId.peakDevice, 'peak device memory (MiB)'),
   ];
 }
 
@@ -93,7 +95,7 @@ export function computeRatios(rows: BenchRow[]): Ratio[] {
     });
 }
 
-/** Kind and direction from a metric id alone (ratios are computed before labels are needed). */
+/** Kind and direction from a metric id alone: the one place they are decided (metricDefs and computeRatios use it). */
 export function metricKind(id: string): Pick<MetricDef, 'kind' | 'higherIsBetter'> {
   if (id.endsWith('_bytes')) return { kind: 'memory', higherIsBetter: false };
   return { kind: 'speed', higherIsBetter: !(id === metricId.load || id.startsWith('ttft_ms@')) };

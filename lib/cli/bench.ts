@@ -12,7 +12,7 @@ import { formatMarkdown, formatTable, notes } from '../bench/report.js';
 import { planRows, runBench } from '../bench/run.js';
 import { renderSvg } from '../bench/svg.js';
 import { commonHelp, UsageError, type CliCommand, type CommandContext } from './command.js';
-import { intOption, modelHelp, modelOptions, resolveModelDir } from './model-options.js';
+import { intOption, modelHelp, modelOptions, randomConfigFrom, resolveModelDir } from './model-options.js';
 
 const { device: _device, ...sharedModelOptions } = modelOptions;
 
@@ -54,15 +54,10 @@ function describeModel(values: CommandContext['values'], dir: string | undefined
     return { name: values.model === dir ? basename(dir) : String(values.model), nPositions: config.n_positions ?? 1024 };
   }
   if (random === undefined) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
-  if (!random.trimStart().startsWith('{')) {
-    if (!(PRESETS as readonly string[]).includes(random)) throw new UsageError(`--random: unknown preset '${random}' (${PRESETS.join(', ')})`);
-    return { name: random, nPositions: 1024 };
-  }
-  let config: { n_positions?: unknown };
-  try {
-    config = JSON.parse(random) as typeof config;
-  } catch (err) {
-    throw new UsageError(`--random: not valid JSON (${(err as Error).message})`);
+  const config = randomConfigFrom(random);
+  if (typeof config === 'string') {
+    if (!(PRESETS as readonly string[]).includes(config)) throw new UsageError(`--random: unknown preset '${config}' (${PRESETS.join(', ')})`);
+    return { name: config, nPositions: 1024 };
   }
   return { name: `random ${JSON.stringify(config)}`, nPositions: typeof config.n_positions === 'number' ? config.n_positions : 1024 };
 }
