@@ -9,11 +9,10 @@
 //   node bench/memory.mjs --write-checkpoint DIR [--random gpt2]   writes a random fp32 checkpoint of
 //        that preset's shapes (config.json + model.safetensors), to measure the mmap'd load path
 // Prints one JSON object (stages in MiB). One model per process: run it once per dtype.
-import { mkdirSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Model } from '../dist/index.js';
-import { readFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
