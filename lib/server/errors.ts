@@ -1,5 +1,6 @@
 // HTTP errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}. Every 4xx/5xx
 // the server sends is one of these (the openai client reads message, type, param and code).
+// sendJson writes them and every other JSON answer.
 import type { ServerResponse } from 'node:http';
 import { ErrorCode } from '../errors.js';
 
@@ -51,12 +52,12 @@ export function sendError(res: ServerResponse, err: HttpError, extraHeaders: Rec
     res.end();
     return;
   }
-  const body = JSON.stringify(err.toJSON());
-  res.writeHead(err.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    ...err.headers,
-    ...extraHeaders,
-  });
-  res.end(body);
+  sendJson(res, err.toJSON(), err.status, { ...err.headers, ...extraHeaders });
+}
+
+/** Sends `value` as a JSON response. */
+export function sendJson(res: ServerResponse, value: unknown, status = 200, headers: Record<string, string> = {}): void {
+  const json = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
+  res.end(json);
 }

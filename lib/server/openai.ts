@@ -7,7 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { Pooling } from '../embed.js';
 import type { Generation, GenerationResult, GenerationToken } from '../generation.js';
 import type { GenerateOptions, Model } from '../model.js';
-import { badRequest, HttpError, toHttpError } from './errors.js';
+import { badRequest, HttpError, sendJson, toHttpError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import { checkCompletionRequest, checkEmbeddingRequest } from './schemas.js';
 
@@ -343,9 +343,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
       })),
       usage,
     };
-    const json = JSON.stringify(response);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-    res.end(json);
+    sendJson(res, response);
     return;
   }
 

@@ -11,7 +11,7 @@ import type { Pooling } from '../embed.js';
 import { ErrorCode, withCode } from '../errors.js';
 import type { Model } from '../model.js';
 import { checkOptions, describe, oneOf, optionalBoolean } from '../options.js';
-import { badRequest, HttpError, sendError, toHttpError } from './errors.js';
+import { badRequest, HttpError, sendError, sendJson, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { completions, embeddings, type EndpointContext, type RequestLimits } from './openai.js';
 
@@ -329,12 +329,6 @@ export class Gpt2Server {
       throw badRequest(`We could not parse the JSON body of your request (${(err as Error).message.slice(0, 200)}). The OpenAI API expects a JSON payload.`);
     }
   }
-}
-
-function sendJson(res: ServerResponse, value: unknown): void {
-  const json = JSON.stringify(value);
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-  res.end(json);
 }
 
 /** An OpenAI-compatible server for `model` (not listening yet: call listen()). */
