@@ -309,7 +309,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
     ctx.metrics.timeToFirstToken.observe((performance.now() - ctx.startedAt) / 1000);
   };
   // Runs one choice to its end; on any failure every other choice of the request is stopped too.
-  const run = async <T>(c: Choice, body: () => Promise<T>): Promise<T> => {
+  const run = async <T>(body: () => Promise<T>): Promise<T> => {
     try {
       return await body();
     } catch (err) {
@@ -321,7 +321,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
   };
 
   if (req.stream !== true) {
-    const results = await Promise.all(choices.map((c) => run(c, async () => {
+    const results = await Promise.all(choices.map((c) => run(async () => {
       const tokens: GenerationToken[] = [];
       for await (const t of c.generation) {
         onToken();
@@ -359,7 +359,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
     return c;
   };
   try {
-    const results = await Promise.all(choices.map((c) => run(c, async () => {
+    const results = await Promise.all(choices.map((c) => run(async () => {
       let offset = 0;
       if (c.prefix) {
         await send(chunk(c.index, c.prefix, null, null));
