@@ -27,6 +27,10 @@ export class HttpError extends Error {
 export const badRequest = (message: string, param: string | null = null, code: string | null = null): HttpError =>
   new HttpError(400, message, 'invalid_request_error', param, code);
 
+/** 503: the server is shutting down (new requests while draining, or work it stopped). */
+export const shuttingDown = (message: string, headers: Record<string, string> = {}): HttpError =>
+  new HttpError(503, message, 'server_error', null, 'server_shutting_down', headers);
+
 /**
  * The HttpError to answer for any error thrown while handling a request: HttpErrors as they are;
  * the library's argument errors (TypeError / RangeError with an ERR_GPT2 code) are the client's
@@ -41,7 +45,7 @@ export function toHttpError(err: unknown): HttpError {
   }
   // Work the server itself stopped (the drain timed out, or the model was disposed).
   if (e?.code === ErrorCode.Aborted || e?.code === ErrorCode.Disposed) {
-    return new HttpError(503, `${message} (the server is shutting down)`, 'server_error', null, 'server_shutting_down');
+    return shuttingDown(`${message} (the server is shutting down)`);
   }
   return new HttpError(500, message, 'server_error', null, typeof e?.code === 'string' ? e.code : null);
 }

@@ -7,7 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { Pooling } from '../embed.js';
 import type { Generation, GenerationResult, GenerationToken } from '../generation.js';
 import type { GenerateOptions, Model } from '../model.js';
-import { badRequest, HttpError, sendJson, toHttpError } from './errors.js';
+import { badRequest, HttpError, sendJson, shuttingDown, toHttpError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import { checkCompletionRequest, checkEmbeddingRequest } from './schemas.js';
 
@@ -292,7 +292,7 @@ function recordUsage(ctx: EndpointContext, usage: { prompt_tokens: number }): vo
 /** A generation the server stopped (drain timeout) rather than the client: not a normal end. */
 function checkNotAborted(results: GenerationResult[], ctx: EndpointContext): void {
   if (!ctx.signal.aborted && results.some((r) => r.finishReason === 'abort')) {
-    throw new HttpError(503, 'The server stopped this request (it is shutting down).', 'server_error', null, 'server_shutting_down');
+    throw shuttingDown('The server stopped this request (it is shutting down).');
   }
 }
 
