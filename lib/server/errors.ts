@@ -1,5 +1,6 @@
 // HTTP errors in OpenAI's shape: {"error": {"message", "type", "param", "code"}}. Every 4xx/5xx
 // the server sends is one of these (the openai client reads message, type, param and code).
+// sendJson writes them and every other JSON answer.
 import type { ServerResponse } from 'node:http';
 import { ErrorCode } from '../errors.js';
 
@@ -26,6 +27,10 @@ export class HttpError extends Error {
 export const badRequest = (message: string, param: string | null = null, code: string | null = null): HttpError =>
   new HttpError(400, message, 'invalid_request_error', param, code);
 
+/** 503: the server is shutting down (new requests while draining, or work it stopped). */
+export const shuttingDown = (message: string, headers: Record<string, string> = {}): HttpError =>
+  new HttpError(503, message, 'server_error', null, 'server_shutting_down', headers);
+
 /**
  * The HttpError to answer for any error thrown while handling a request: HttpErrors as they are;
  * the library's argument errors (TypeError / RangeError with an ERR_GPT2 code) are the client's
@@ -40,7 +45,7 @@ export function toHttpError(err: unknown): HttpError {
   }
   // Work the server itself stopped (the drain timed out, or the model was disposed).
   if (e?.code === ErrorCode.Aborted || e?.code === ErrorCode.Disposed) {
-    return new HttpError(503, `${message} (the server is shutting down)`, 'server_error', null, 'server_shutting_down');
+    return shuttingDown(`${message} (the server is shutting down)`);
   }
   return new HttpError(500, message, 'server_error', null, typeof e?.code === 'string' ? e.code : null);
 }
@@ -51,12 +56,12 @@ export function sendError(res: ServerResponse, err: HttpError, extraHeaders: Rec
     res.end();
     return;
   }
-  const body = JSON.stringify(err.toJSON());
-  res.writeHead(err.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    ...err.headers,
-    ...extraHeaders,
-  });
-  res.end(body);
+  sendJson(res, err.toJSON(), err.status, { ...err.headers, ...extraHeaders });
+}
+
+/** Sends `value` as a JSON response. */
+export function sendJson(res: ServerResponse, value: unknown, status = 200, headers: Record<string, string> = {}): void {
+  const json = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
+  res.end(json);
 }

@@ -7,7 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { Pooling } from '../embed.js';
 import type { Generation, GenerationResult, GenerationToken } from '../generation.js';
 import type { GenerateOptions, Model } from '../model.js';
-import { badRequest, HttpError, toHttpError } from './errors.js';
+import { badRequest, HttpError, sendJson, shuttingDown, toHttpError } from './errors.js';
 import type { ServerMetrics } from './metrics.js';
 import { checkCompletionRequest, checkEmbeddingRequest } from './schemas.js';
 
@@ -292,7 +292,7 @@ function recordUsage(ctx: EndpointContext, usage: { prompt_tokens: number }): vo
 /** A generation the server stopped (drain timeout) rather than the client: not a normal end. */
 function checkNotAborted(results: GenerationResult[], ctx: EndpointContext): void {
   if (!ctx.signal.aborted && results.some((r) => r.finishReason === 'abort')) {
-    throw new HttpError(503, 'The server stopped this request (it is shutting down).', 'server_error', null, 'server_shutting_down');
+    throw shuttingDown('The server stopped this request (it is shutting down).');
   }
 }
 
@@ -309,7 +309,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
     ctx.metrics.timeToFirstToken.observe((performance.now() - ctx.startedAt) / 1000);
   };
   // Runs one choice to its end; on any failure every other choice of the request is stopped too.
-  const run = async <T>(c: Choice, body: () => Promise<T>): Promise<T> => {
+  const run = async <T>(body: () => Promise<T>): Promise<T> => {
     try {
       return await body();
     } catch (err) {
@@ -321,7 +321,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
   };
 
   if (req.stream !== true) {
-    const results = await Promise.all(choices.map((c) => run(c, async () => {
+    const results = await Promise.all(choices.map((c) => run(async () => {
       const tokens: GenerationToken[] = [];
       for await (const t of c.generation) {
         onToken();
@@ -343,9 +343,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
       })),
       usage,
     };
-    const json = JSON.stringify(response);
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-    res.end(json);
+    sendJson(res, response);
     return;
   }
 
@@ -361,7 +359,7 @@ export async function completions(body: unknown, ctx: EndpointContext, res: Serv
     return c;
   };
   try {
-    const results = await Promise.all(choices.map((c) => run(c, async () => {
+    const results = await Promise.all(choices.map((c) => run(async () => {
       let offset = 0;
       if (c.prefix) {
         await send(chunk(c.index, c.prefix, null, null));

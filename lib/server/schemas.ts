@@ -7,6 +7,8 @@ import { badRequest, type HttpError } from './errors.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
 const tokenIds = { type: 'array', items: { type: 'integer', minimum: 0 } };
+/** input / prompt: one text, texts, one token-id array or token-id arrays. */
+const textsOrTokenIds = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, tokenIds, { type: 'array', items: tokenIds }] };
 
 const embeddingSchema = {
   type: 'object',
@@ -14,7 +16,7 @@ const embeddingSchema = {
   additionalProperties: false,
   properties: {
     model: { type: 'string' },
-    input: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, tokenIds, { type: 'array', items: tokenIds }] },
+    input: textsOrTokenIds,
     encoding_format: nullable({ enum: ['float', 'base64'] }),
     dimensions: nullable({ type: 'integer' }),
     user: nullable({ type: 'string' }),
@@ -27,7 +29,7 @@ const completionSchema = {
   additionalProperties: false,
   properties: {
     model: { type: 'string' },
-    prompt: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }, tokenIds, { type: 'array', items: tokenIds }] },
+    prompt: textsOrTokenIds,
     max_tokens: nullable({ type: 'integer' }),
     temperature: nullable({ type: 'number', minimum: 0, maximum: 2 }),
     top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
@@ -52,10 +54,11 @@ const completionSchema = {
 };
 
 /** What each field must be, for error messages (anyOf errors alone say little). */
+const TEXTS_OR_TOKEN_IDS = 'a string, an array of strings, an array of token ids (integers >= 0) or an array of token-id arrays';
 const EXPECTED: Record<string, string> = {
   model: 'a string',
-  input: 'a string, an array of strings, an array of token ids (integers >= 0) or an array of token-id arrays',
-  prompt: 'a string, an array of strings, an array of token ids (integers >= 0) or an array of token-id arrays',
+  input: TEXTS_OR_TOKEN_IDS,
+  prompt: TEXTS_OR_TOKEN_IDS,
   encoding_format: "'float' or 'base64'",
   dimensions: 'an integer',
   user: 'a string',

@@ -11,7 +11,7 @@ import type { Pooling } from '../embed.js';
 import { ErrorCode, withCode } from '../errors.js';
 import type { Model } from '../model.js';
 import { checkOptions, describe, oneOf, optionalBoolean } from '../options.js';
-import { badRequest, HttpError, sendError, toHttpError } from './errors.js';
+import { badRequest, HttpError, sendError, sendJson, shuttingDown, toHttpError } from './errors.js';
 import { ServerMetrics } from './metrics.js';
 import { completions, embeddings, type EndpointContext, type RequestLimits } from './openai.js';
 
@@ -164,8 +164,7 @@ export class Gpt2Server {
     });
     if (await Promise.race([idle().then(() => false), timedOut])) {
       // Generations end within one engine step; the requests answer 503 (an error event if streaming).
-      const reason = new HttpError(503, `The server is shutting down and stopped this request after ${this.#opts.drainTimeoutMs} ms.`,
-        'server_error', null, 'server_shutting_down');
+      const reason = shuttingDown(`The server is shutting down and stopped this request after ${this.#opts.drainTimeoutMs} ms.`);
       for (const r of this.#active) r.controller.abort(reason);
       await idle();
     }
@@ -220,7 +219,7 @@ export class Gpt2Server {
     }
     if (this.#draining) {
       this.metrics.rejected.inc({ reason: 'draining' });
-      throw new HttpError(503, 'The server is shutting down; retry on another instance.', 'server_error', null, 'server_shutting_down', { ...retryAfter, connection: 'close' });
+      throw shuttingDown('The server is shutting down; retry on another instance.', { ...retryAfter, connection: 'close' });
     }
     if (route === '/metrics') {
       const text = await this.metrics.registry.metrics();
@@ -329,12 +328,6 @@ export class Gpt2Server {
       throw badRequest(`We could not parse the JSON body of your request (${(err as Error).message.slice(0, 200)}). The OpenAI API expects a JSON payload.`);
     }
   }
-}
-
-function sendJson(res: ServerResponse, value: unknown): void {
-  const json = JSON.stringify(value);
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-  res.end(json);
 }
 
 /** An OpenAI-compatible server for `model` (not listening yet: call listen()). */
