@@ -1,6 +1,6 @@
 // The model options every model-using command shares (generate, embed, serve, bench, tokenize):
 // --model <folder or hub id> or --random <preset>, plus device, dtype and threads.
-import { isHubId, isLocalModelDir, resolveModel, type ResolveOptions } from '../hub/index.js';
+import { modelDirFor, type ResolveOptions } from '../hub/index.js';
 import { Model, type Device, type DType, type LoadOptions } from '../model.js';
 import { UsageError, type CommandContext, type OptionSpec } from './command.js';
 import { downloadProgressPrinter } from './pull.js';
@@ -84,6 +84,5 @@ export async function loadModelFrom(values: CommandContext['values'], resolveOpt
  * missing folder), else the hub id's snapshot, downloaded first with progress on stderr.
  */
 export async function resolveModelDir(model: string, resolveOptions?: ResolveOptions): Promise<string> {
-  if (isLocalModelDir(model) || !isHubId(model)) return model;
-  return resolveModel(model, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions });
+  return modelDirFor(model, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions });
 }
