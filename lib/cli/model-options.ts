@@ -1,7 +1,7 @@
 // The model options every model-using command shares (generate, embed, serve, bench, tokenize):
 // --model <folder or hub id> or --random <preset>, plus device, dtype and threads.
 import { modelDirFor, type ResolveOptions } from '../hub/index.js';
-import { Model, type Device, type DType, type LoadOptions } from '../model.js';
+import { Model, type Device, type DType, type GPT2Config, type LoadOptions } from '../model.js';
 import { UsageError, type CommandContext, type OptionSpec } from './command.js';
 import { downloadProgressPrinter } from './pull.js';
 
@@ -56,6 +56,16 @@ export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   return o;
 }
 
+/** --random: a preset name, or a config.json-style object when it starts with '{'. */
+export function randomConfigFrom(random: string): Parameters<typeof Model.random>[0] {
+  if (!random.trimStart().startsWith('{')) return random as Parameters<typeof Model.random>[0];
+  try {
+    return JSON.parse(random) as Partial<GPT2Config>;
+  } catch (err) {
+    throw new UsageError(`--random: not valid JSON (${(err as Error).message})`);
+  }
+}
+
 /**
  * Loads --model (folder or hub id) or --random; exactly one must be given. A hub id not yet in
  * the cache is downloaded first, with progress on stderr (as `gpt2-node pull` shows it).
@@ -65,17 +75,7 @@ export async function loadModelFrom(values: CommandContext['values'], resolveOpt
   const random = values.random as string | undefined;
   if ((model === undefined) === (random === undefined)) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
   const opts = loadOptionsFrom(values);
-  if (random !== undefined) {
-    let config: Parameters<typeof Model.random>[0] = random as Parameters<typeof Model.random>[0];
-    if (random.trimStart().startsWith('{')) {
-      try {
-        config = JSON.parse(random) as typeof config;
-      } catch (err) {
-        throw new UsageError(`--random: not valid JSON (${(err as Error).message})`);
-      }
-    }
-    return Model.random(config, { ...opts, seed: intOption(values, 'seed') ?? 0 });
-  }
+  if (random !== undefined) return Model.random(randomConfigFrom(random), { ...opts, seed: intOption(values, 'seed') ?? 0 });
   return Model.load(await resolveModelDir(model as string, resolveOptions), opts);
 }
 
