@@ -45,7 +45,7 @@ export function numberOption(values: CommandContext['values'], name: string, min
 }
 
 /** The LoadOptions given on the command line. */
-export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
+function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   const o: LoadOptions = {};
   if (values.device !== undefined) o.device = values.device as Device;
   if (values.dtype !== undefined) o.dtype = values.dtype as DType;

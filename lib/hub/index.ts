@@ -59,7 +59,7 @@ const CONFIG = 'config.json';
 const WEIGHTS = 'model.safetensors';
 const WEIGHTS_INDEX = 'model.safetensors.index.json';
 /** Tokenizer and generation files: fetched when the repo has them. Never pytorch_model.bin. */
-export const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
+const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
 
 /** True when `s` names an existing local folder (then it is used as is, never downloaded). */
 export function isLocalModelDir(s: string): boolean {

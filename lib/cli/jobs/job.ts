@@ -50,7 +50,7 @@ export interface OpenJob {
 
 const HEAD_BYTES = 64 * 1024;
 
-export function jobFilePath(outPath: string): string {
+function jobFilePath(outPath: string): string {
   return `${outPath}.job.json`;
 }
 
@@ -160,7 +160,7 @@ export class Interrupted extends Error {
 }
 
 /** A library error about one record, in command-line terms (its text, its flags). */
-export function recordErrorMessage(err: unknown): string {
+function recordErrorMessage(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   return msg
     .replace(/\s*\n\s*/g, ' ')

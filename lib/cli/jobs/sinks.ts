@@ -50,7 +50,7 @@ export function float32Json(v: Float32Array): string {
 }
 
 /** The JSONL line of a record (with its '\n'). */
-export function recordLine(r: JobRecord): string {
+function recordLine(r: JobRecord): string {
   const head: Record<string, unknown> = { index: r.index };
   if (r.hasId) head.id = r.id ?? null;
   const json = JSON.stringify(r.error !== undefined ? { ...head, error: r.error } : { ...head, ...r.fields });
