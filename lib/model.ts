@@ -4,7 +4,7 @@
 // arguments and shapes results.
 import { embed, type EmbedInput, type EmbedOptions, type NativeEmbedder } from './embed.js';
 import { ErrorCode, withCode } from './errors.js';
-import { isHubId, isLocalModelDir, resolveModel } from './hub/index.js';
+import { modelDirFor } from './hub/index.js';
 import { native } from './native.js';
 import { checkOptions, oneOf, describe, finiteNumber, integer, optionalBoolean, optionalSignal, toTokenIds } from './options.js';
 import { Generation, type GenerationResult, type NativeGeneration } from './generation.js';
@@ -186,8 +186,7 @@ export class Model {
       throw withCode(new TypeError(`Model.load: dir must be a non-empty string (got ${describe(dirOrHubId)})`), ErrorCode.InvalidArg);
     }
     const o = checkLoadOptions(checkOptions(opts, LOAD_KEYS, 'Model.load'), 'Model.load');
-    // Anything that is not a hub id ('./x', '/abs/path') goes to the loader, which names the missing folder.
-    const dir = !isLocalModelDir(dirOrHubId) && isHubId(dirOrHubId) ? await resolveModel(dirOrHubId) : dirOrHubId;
+    const dir = await modelDirFor(dirOrHubId);
     const nativeModel = await binding.modelLoad(dir, o);
     try {
       const vocab = (JSON.parse(nativeModel.config()) as GPT2Config).vocab_size;

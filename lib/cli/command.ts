@@ -31,6 +31,19 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/**
+ * Runs `probe` (a tiny call with the command's options on the loaded model): the TypeError or
+ * RangeError it throws for a bad option becomes a usage error, without the `prefix` naming the API.
+ */
+export async function optionErrorsAsUsage(probe: () => Promise<unknown>, prefix: RegExp): Promise<void> {
+  try {
+    await probe();
+  } catch (err) {
+    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message.replace(prefix, ''));
+    throw err;
+  }
+}
+
 /** Options every command has. */
 export const commonOptions: OptionSpec = {
   json: { type: 'boolean', default: false },

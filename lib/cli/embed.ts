@@ -1,7 +1,7 @@
 // `gpt2-node embed`: one text's vector, or a JSONL job (--in/--out, JSONL or .npy, resumable).
 import type { EmbedOptions } from '../embed.js';
 import type { Model } from '../model.js';
-import { UsageError, type CliCommand, type CommandContext } from './command.js';
+import { optionErrorsAsUsage, UsageError, type CliCommand, type CommandContext } from './command.js';
 import { openJob } from './jobs/job.js';
 import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, runJobCommand, textArgument } from './jobs/job-options.js';
 import { float32Json } from './jobs/sinks.js';
@@ -32,12 +32,7 @@ function embedOptionsFrom(values: CommandContext['values']): EmbedOptions {
 
 /** Bad embed options (e.g. --layer out of range) are usage errors, found before any work. */
 async function checkEmbedOptions(model: Model, opts: EmbedOptions): Promise<void> {
-  try {
-    await model.embed([[0]], opts);
-  } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message.replace(/^Model\.embed: /, ''));
-    throw err;
-  }
+  await optionErrorsAsUsage(() => model.embed([[0]], opts), /^Model\.embed: /);
 }
 
 /**

@@ -2,7 +2,7 @@
 import type { GenerationResult } from '../generation.js';
 import type { GenerateOptions, Model } from '../model.js';
 import type { SamplerOptions } from '../sampler.js';
-import { UsageError, type CliCommand, type CommandContext } from './command.js';
+import { optionErrorsAsUsage, UsageError, type CliCommand, type CommandContext } from './command.js';
 import { Interrupted, openJob } from './jobs/job.js';
 import { jobArgsFrom, modelJobHelp, modelJobOptions, modelSettingsFrom, runJobCommand, textArgument } from './jobs/job-options.js';
 import { intOption, loadModelFrom, numberOption } from './model-options.js';
@@ -39,12 +39,7 @@ function generateOptionsFrom(values: CommandContext['values']): GenerateOptions 
 async function checkGenerateOptions(model: Model, opts: GenerateOptions): Promise<void> {
   const stopAtOnce = new AbortController();
   stopAtOnce.abort();
-  try {
-    await model.generate([0], { ...opts, seed: 0, signal: stopAtOnce.signal }).result();
-  } catch (err) {
-    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message.replace(/^(Model\.generate|Sampler): /, ''));
-    throw err;
-  }
+  await optionErrorsAsUsage(() => model.generate([0], { ...opts, seed: 0, signal: stopAtOnce.signal }).result(), /^(Model\.generate|Sampler): /);
 }
 
 const resultJson = (r: GenerationResult) => ({ ...r, tokenIds: Array.from(r.tokenIds) });

@@ -1,7 +1,7 @@
 // The model options every model-using command shares (generate, embed, serve, bench, tokenize):
 // --model <folder or hub id> or --random <preset>, plus device, dtype and threads.
-import { isHubId, isLocalModelDir, resolveModel, type ResolveOptions } from '../hub/index.js';
-import { Model, type Device, type DType, type GPT2Config, type LoadOptions, type PRESETS } from '../model.js';
+import { modelDirFor, type ResolveOptions } from '../hub/index.js';
+import { Model, type Device, type DType, type GPT2Config, type LoadOptions } from '../model.js';
 import { UsageError, type CommandContext, type OptionSpec } from './command.js';
 import { downloadProgressPrinter } from './pull.js';
 
@@ -45,7 +45,7 @@ export function numberOption(values: CommandContext['values'], name: string, min
 }
 
 /** The LoadOptions given on the command line. */
-export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
+function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   const o: LoadOptions = {};
   if (values.device !== undefined) o.device = values.device as Device;
   if (values.dtype !== undefined) o.dtype = values.dtype as DType;
@@ -56,9 +56,9 @@ export function loadOptionsFrom(values: CommandContext['values']): LoadOptions {
   return o;
 }
 
-/** --random's value: a preset name as given (Model.random checks it), or the config object its JSON spells. */
+/** --random: a preset name, or a config.json-style object when it starts with '{'. */
 export function randomConfigFrom(random: string): Parameters<typeof Model.random>[0] {
-  if (!random.trimStart().startsWith('{')) return random as (typeof PRESETS)[number];
+  if (!random.trimStart().startsWith('{')) return random as Parameters<typeof Model.random>[0];
   try {
     return JSON.parse(random) as Partial<GPT2Config>;
   } catch (err) {
@@ -75,9 +75,7 @@ export async function loadModelFrom(values: CommandContext['values'], resolveOpt
   const random = values.random as string | undefined;
   if ((model === undefined) === (random === undefined)) throw new UsageError('give exactly one of --model <dir|hub-id> or --random <preset>');
   const opts = loadOptionsFrom(values);
-  if (random !== undefined) {
-    return Model.random(randomConfigFrom(random), { ...opts, seed: intOption(values, 'seed') ?? 0 });
-  }
+  if (random !== undefined) return Model.random(randomConfigFrom(random), { ...opts, seed: intOption(values, 'seed') ?? 0 });
   return Model.load(await resolveModelDir(model as string, resolveOptions), opts);
 }
 
@@ -86,6 +84,5 @@ export async function loadModelFrom(values: CommandContext['values'], resolveOpt
  * missing folder), else the hub id's snapshot, downloaded first with progress on stderr.
  */
 export async function resolveModelDir(model: string, resolveOptions?: ResolveOptions): Promise<string> {
-  if (isLocalModelDir(model) || !isHubId(model)) return model;
-  return resolveModel(model, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions });
+  return modelDirFor(model, { onProgress: downloadProgressPrinter(process.stderr), ...resolveOptions });
 }

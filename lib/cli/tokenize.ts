@@ -6,7 +6,7 @@ import { isLocalModelDir } from '../hub/index.js';
 import { Tokenizer } from '../tokenizer.js';
 import { commonHelp, UsageError, type CliCommand, type CommandContext } from './command.js';
 import { textArgument } from './jobs/job-options.js';
-import { resolveModelDir } from './model-options.js';
+import { randomConfigFrom, resolveModelDir } from './model-options.js';
 
 const GPT2_VOCAB_SIZE = 50257;
 
@@ -15,14 +15,8 @@ async function tokenizerFrom(values: CommandContext['values']): Promise<Tokenize
   const model = values.model as string | undefined;
   const random = values.random as string | undefined;
   if (model !== undefined && random !== undefined) throw new UsageError('give --model or --random, not both');
-  let vocabSize = GPT2_VOCAB_SIZE;
-  if (random?.trimStart().startsWith('{')) {
-    try {
-      vocabSize = (JSON.parse(random) as { vocab_size?: number }).vocab_size ?? GPT2_VOCAB_SIZE;
-    } catch (err) {
-      throw new UsageError(`--random: not valid JSON (${(err as Error).message})`);
-    }
-  }
+  const randomConfig = random === undefined ? undefined : randomConfigFrom(random);
+  let vocabSize = typeof randomConfig === 'object' ? (randomConfig.vocab_size ?? GPT2_VOCAB_SIZE) : GPT2_VOCAB_SIZE;
   if (model === undefined) {
     if (vocabSize !== GPT2_VOCAB_SIZE) throw new Error(`--random with vocab_size ${vocabSize} has no tokenizer (only GPT-2's 50257 is bundled)`);
     return Tokenizer.gpt2();

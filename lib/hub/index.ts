@@ -9,9 +9,9 @@ import { isFile, RepoCache, shardNames, weightFilesIn } from './cache.js';
 import { downloadBlob, etagKind } from './download.js';
 import { fileMetadata, headFollowingSameOrigin, hubError, httpError, isNetworkError } from './http.js';
 import { withLock } from './lock.js';
-import { checkHubId, checkRevision, COMMIT_HASH, hubSettings, isPlainFileName, type HubOverrides, type HubSettings } from './settings.js';
+import { checkHubId, checkRevision, COMMIT_HASH, hubSettings, isHubId, isPlainFileName, type HubOverrides, type HubSettings } from './settings.js';
 
-export { hubSettings, isHubId } from './settings.js';
+export { hubSettings } from './settings.js';
 
 export interface DownloadProgress {
   /** Repository file being fetched ('model.safetensors'). */
@@ -59,7 +59,7 @@ const CONFIG = 'config.json';
 const WEIGHTS = 'model.safetensors';
 const WEIGHTS_INDEX = 'model.safetensors.index.json';
 /** Tokenizer and generation files: fetched when the repo has them. Never pytorch_model.bin. */
-export const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
+const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'];
 
 /** True when `s` names an existing local folder (then it is used as is, never downloaded). */
 export function isLocalModelDir(s: string): boolean {
@@ -251,4 +251,12 @@ export async function resolveModel(idOrDir: string, opts: ResolveOptions = {}): 
   if (typeof idOrDir === 'string' && isLocalModelDir(idOrDir)) return idOrDir;
   checkHubId(idOrDir, 'model', true);
   return (await pullModel(idOrDir, opts)).path;
+}
+
+/**
+ * The folder to load for a model argument: the argument itself when it is a folder or not a
+ * hub id ('./x', '/abs/path': the loader then names the missing folder), else the hub id's snapshot.
+ */
+export async function modelDirFor(dirOrHubId: string, opts: ResolveOptions = {}): Promise<string> {
+  return isLocalModelDir(dirOrHubId) || !isHubId(dirOrHubId) ? dirOrHubId : (await pullModel(dirOrHubId, opts)).path;
 }

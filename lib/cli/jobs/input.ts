@@ -26,7 +26,7 @@ function describeJson(v: unknown): string {
 }
 
 /** One input line as a record; `fields` are the accepted text fields, first found wins. */
-export function parseJobLine(raw: string, line: number, fields: readonly string[]): JobItem {
+function parseJobLine(raw: string, line: number, fields: readonly string[]): JobItem {
   const item: JobItem = { line, index: line - 1, hasId: false, text: '' };
   let v: unknown;
   try {

@@ -8,7 +8,7 @@ import { commonHelp } from '../command.js';
 import { intOption, modelHelp, modelOptions } from '../model-options.js';
 import { checkJobPaths, runJob, type OpenJob, type OutputFormat, type RunJobOptions } from './job.js';
 
-export const jobOptions: OptionSpec = {
+const jobOptions: OptionSpec = {
   in: { type: 'string', short: 'i' },
   out: { type: 'string', short: 'o' },
   format: { type: 'string' },
@@ -19,7 +19,7 @@ export const jobOptions: OptionSpec = {
   overwrite: { type: 'boolean', default: false },
 };
 
-export const jobHelp = `JSONL jobs:
+const jobHelp = `JSONL jobs:
   -i, --in <file.jsonl>     one record per line (- for stdin): a JSON string, or an object with a text
                             field and an optional "id" (blank lines are skipped)
   -o, --out <file>          results in input order (default: JSONL on stdout)

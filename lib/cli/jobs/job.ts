@@ -4,7 +4,7 @@
 // checkpoint; `<out>.job.json` records the input and the options, so --resume continues the
 // same job (skipping the records already written) and refuses a different one.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { basename, dirname, resolve } from 'node:path';
 import { UsageError } from '../command.js';
@@ -50,7 +50,7 @@ export interface OpenJob {
 
 const HEAD_BYTES = 64 * 1024;
 
-export function jobFilePath(outPath: string): string {
+function jobFilePath(outPath: string): string {
   return `${outPath}.job.json`;
 }
 
@@ -60,7 +60,7 @@ function fingerprint(path: string): JobFile['input'] {
   try {
     const head = Buffer.alloc(HEAD_BYTES);
     const n = readSync(fd, head, 0, HEAD_BYTES, 0);
-    return { path: resolve(path), size: statSync(path).size, headSha256: createHash('sha256').update(head.subarray(0, n)).digest('hex') };
+    return { path: resolve(path), size: fstatSync(fd).size, headSha256: createHash('sha256').update(head.subarray(0, n)).digest('hex') };
   } finally {
     closeSync(fd);
   }
@@ -160,7 +160,7 @@ export class Interrupted extends Error {
 }
 
 /** A library error about one record, in command-line terms (its text, its flags). */
-export function recordErrorMessage(err: unknown): string {
+function recordErrorMessage(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   return msg
     .replace(/\s*\n\s*/g, ' ')

@@ -50,7 +50,7 @@ export function float32Json(v: Float32Array): string {
 }
 
 /** The JSONL line of a record (with its '\n'). */
-export function recordLine(r: JobRecord): string {
+function recordLine(r: JobRecord): string {
   const head: Record<string, unknown> = { index: r.index };
   if (r.hasId) head.id = r.id ?? null;
   const json = JSON.stringify(r.error !== undefined ? { ...head, error: r.error } : { ...head, ...r.fields });
@@ -130,16 +130,16 @@ export class NpySink implements RecordSink {
 
   static open(path: string, dim: number, resume: boolean): { sink: NpySink; resumed: Resumed } {
     const idsPath = NpySink.idsPath(path);
-    // Killed before the header was written: nothing to keep, start over.
-    if (resume && existsSync(path) && statSync(path).size < npyHeader(0, dim).length) resume = false;
-    if (resume && existsSync(path)) {
+    const headerBytes = npyHeader(0, dim).length;
+    // A file shorter than the header was killed before it was written: nothing to keep, start over.
+    if (resume && existsSync(path) && statSync(path).size >= headerBytes) {
       const fd = openSync(path, 'r+');
       try {
         const head = Buffer.alloc(4096);
         const layout = parseNpyHeader(head.subarray(0, readSync(fd, head, 0, head.length, 0)));
         if (!layout) throw new Error(`${path}: not a float32 2-D NPY file; pass --overwrite to start over`);
         if (layout.dim !== dim) throw new Error(`${path}: rows have ${layout.dim} values, the model gives ${dim}; pass --overwrite to start over`);
-        if (layout.headerBytes !== npyHeader(0, dim).length) throw new Error(`${path}: not written by gpt2-node embed; pass --overwrite to start over`);
+        if (layout.headerBytes !== headerBytes) throw new Error(`${path}: not written by gpt2-node embed; pass --overwrite to start over`);
         const rowBytes = dim * 4;
         const fullRows = Math.floor((fstatSync(fd).size - layout.headerBytes) / rowBytes);
         // Rows are written before their ids lines: keep what both hold completely.
