@@ -94,10 +94,8 @@ int32_t GenerationSource::worst_case_blocks(const GenerationParams& p) const {
 std::shared_ptr<GenerationRequest> GenerationSource::submit(GenerationParams params, std::shared_ptr<GenerationSink> sink) {
   const auto& cfg = model_.config();
   if (params.prompt.empty()) throw_range_error("generate: the prompt is empty");
-  for (size_t i = 0; i < params.prompt.size(); i++)
-    if (params.prompt[i] < 0 || params.prompt[i] >= cfg.vocab_size)
-      throw_range_error("generate: prompt position " + std::to_string(i) + ": token id " + std::to_string(params.prompt[i]) +
-                        " is out of range (vocab_size " + std::to_string(cfg.vocab_size) + ")");
+  model::check_token_ids(params.prompt.data(), static_cast<int64_t>(params.prompt.size()), cfg.vocab_size,
+                         "generate: prompt ");
   if (static_cast<int64_t>(params.prompt.size()) >= cfg.n_positions)
     throw_range_error("generate: a prompt of " + std::to_string(params.prompt.size()) +
                       " tokens leaves no room for new tokens (n_positions " + std::to_string(cfg.n_positions) + ")");
