@@ -183,18 +183,20 @@ namespace {
 struct AlignedBuffer {
   void* p = nullptr;
   size_t size = 0;
-  ~AlignedBuffer() {
-    if (p) ::operator delete(p, std::align_val_t(64));
-  }
+  ~AlignedBuffer() { host_free(p); }
   // Grows geometrically; gives a large buffer back when a call needs under a quarter of it, so
   // one long prefill (4096 tokens: 48 MiB of packed A) does not stay resident on every thread
-  // that ever ran one. Reallocating costs page faults, small next to the matmuls that need it.
+  // that ever ran one (host_alloc unmaps blocks of 1 MiB and more when they are freed).
+  // Reallocating costs page faults, small next to the matmuls that need it.
   void* get(size_t bytes) {
     const bool shrink = size > kKeepBytes && bytes < size / 4;
     if (bytes > size || shrink) {
-      if (p) ::operator delete(p, std::align_val_t(64));
-      size = shrink ? std::max(bytes, kKeepBytes) : std::max(bytes, size * 2);
-      p = ::operator new(size, std::align_val_t(64));
+      const size_t want = shrink ? std::max(bytes, kKeepBytes) : std::max(bytes, size * 2);
+      host_free(p);
+      p = nullptr;  // a failed host_alloc leaves the buffer empty, not dangling
+      size = 0;
+      p = host_alloc(want);
+      size = want;
     }
     return p;
   }

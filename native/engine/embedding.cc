@@ -26,10 +26,7 @@ void EmbeddingSource::submit(std::shared_ptr<EmbedJob> job) {
     if (int64_t(t.size()) > c.n_positions)
       throw_range_error(where + " has " + std::to_string(t.size()) + " tokens, more than n_positions (" +
                         std::to_string(c.n_positions) + "); pass truncate or split it into windows");
-    for (size_t p = 0; p < t.size(); p++)
-      if (t[p] < 0 || t[p] >= c.vocab_size)
-        throw_range_error(where + ", position " + std::to_string(p) + ": token id " + std::to_string(t[p]) +
-                          " is out of range (vocab_size " + std::to_string(c.vocab_size) + ")");
+    model::check_token_ids(t.data(), static_cast<int64_t>(t.size()), c.vocab_size, where + ", ");
   }
   job->vectors.assign(job->texts.size(), {});
   job->remaining = job->texts.size();

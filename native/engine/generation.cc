@@ -94,10 +94,8 @@ int32_t GenerationSource::worst_case_blocks(const GenerationParams& p) const {
 std::shared_ptr<GenerationRequest> GenerationSource::submit(GenerationParams params, std::shared_ptr<GenerationSink> sink) {
   const auto& cfg = model_.config();
   if (params.prompt.empty()) throw_range_error("generate: the prompt is empty");
-  for (size_t i = 0; i < params.prompt.size(); i++)
-    if (params.prompt[i] < 0 || params.prompt[i] >= cfg.vocab_size)
-      throw_range_error("generate: prompt position " + std::to_string(i) + ": token id " + std::to_string(params.prompt[i]) +
-                        " is out of range (vocab_size " + std::to_string(cfg.vocab_size) + ")");
+  model::check_token_ids(params.prompt.data(), static_cast<int64_t>(params.prompt.size()), cfg.vocab_size,
+                         "generate: prompt ");
   if (static_cast<int64_t>(params.prompt.size()) >= cfg.n_positions)
     throw_range_error("generate: a prompt of " + std::to_string(params.prompt.size()) +
                       " tokens leaves no room for new tokens (n_positions " + std::to_string(cfg.n_positions) + ")");
@@ -144,17 +142,17 @@ void GenerationSource::abort_all() {
   scheduler_.notify();
 }
 
-void GenerationSource::release_rows(GenerationRequest& r) {
+void GenerationSource::end(GenerationRequest& r) {
   KvCache& kv = model_.kv_cache();
   kv.release(r.prompt_kv);
   for (auto& row : r.rows) kv.release(row->kv);
-}
-
-void GenerationSource::finish(GenerationRequest& r, FinishReason reason_for_live_rows) {
-  release_rows(r);
   reserved_blocks_ -= r.reserved;
   r.reserved = 0;
   r.phase = GenerationRequest::Phase::Done;
+}
+
+void GenerationSource::finish(GenerationRequest& r, FinishReason reason_for_live_rows) {
+  end(r);
   std::vector<FinishedRow> out;
   if (r.beams() && reason_for_live_rows != FinishReason::Abort) {
     // Best first (stable for equal scores: insertion order, like Python's sorted()).
@@ -211,14 +209,16 @@ bool GenerationSource::take_budget(GenerationRequest& r, StepBudget& budget, int
   return true;
 }
 
-void GenerationSource::plan(std::vector<model::SequenceInput>& step, StepBudget& budget) {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    while (!incoming_.empty()) {
-      waiting_.push_back(std::move(incoming_.front()));
-      incoming_.pop_front();
-    }
+void GenerationSource::take_incoming() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  while (!incoming_.empty()) {
+    waiting_.push_back(std::move(incoming_.front()));
+    incoming_.pop_front();
   }
+}
+
+void GenerationSource::plan(std::vector<model::SequenceInput>& step, StepBudget& budget) {
+  take_incoming();
   reap();
   planned_.clear();
   KvCache& kv = model_.kv_cache();
@@ -489,10 +489,7 @@ void GenerationSource::fail(std::exception_ptr error) {
   for (const Planned& pl : planned_) {
     GenerationRequest& r = *pl.request;
     if (r.phase == GenerationRequest::Phase::Done) continue;
-    release_rows(r);
-    reserved_blocks_ -= r.reserved;
-    r.reserved = 0;
-    r.phase = GenerationRequest::Phase::Done;
+    end(r);
     r.rows.clear();
     r.sink->on_error(error);
   }
@@ -501,13 +498,7 @@ void GenerationSource::fail(std::exception_ptr error) {
 }
 
 void GenerationSource::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    while (!incoming_.empty()) {
-      waiting_.push_back(std::move(incoming_.front()));
-      incoming_.pop_front();
-    }
-  }
+  take_incoming();
   for (auto& r : running_) finish(*r, FinishReason::Abort);
   for (auto& r : waiting_) finish(*r, FinishReason::Abort);
   running_.clear();

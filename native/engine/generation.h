@@ -109,8 +109,10 @@ class GenerationSource : public WorkSource {
   void sample_row(GenerationRequest& r, int32_t row, std::span<float> logits, std::vector<TokenEvent>& events);
   void beam_step(GenerationRequest& r, std::vector<std::span<float>>& logits);
   void finish(GenerationRequest& r, FinishReason reason_for_live_rows);
-  void release_rows(GenerationRequest& r);
+  // Gives back the request's KV blocks and what is left of its reservation; marks it Done.
+  void end(GenerationRequest& r);
   void reap();
+  void take_incoming();
 
   model::GPT2Model& model_;
   Scheduler& scheduler_;

@@ -10,10 +10,7 @@ void SequenceAppendSource::submit(std::shared_ptr<AppendJob> job) {
   const model::GPT2Config& c = model_.config();
   const auto& ids = job->ids;
   if (ids.empty()) throw_range_error("Sequence.append: no token ids given (at least one is needed)");
-  for (size_t p = 0; p < ids.size(); p++)
-    if (ids[p] < 0 || ids[p] >= c.vocab_size)
-      throw_range_error("Sequence.append: position " + std::to_string(p) + ": token id " + std::to_string(ids[p]) +
-                        " is out of range (vocab_size " + std::to_string(c.vocab_size) + ")");
+  model::check_token_ids(ids.data(), static_cast<int64_t>(ids.size()), c.vocab_size, "Sequence.append: ");
   const int64_t total = int64_t(job->kv.length) + int64_t(ids.size());
   if (total > c.n_positions)
     throw_range_error("Sequence.append: the sequence would be " + std::to_string(total) +

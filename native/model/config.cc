@@ -302,4 +302,11 @@ std::string config_to_json(const GPT2Config& c) {
   return out;
 }
 
+void check_token_ids(const int32_t* ids, int64_t n, int64_t vocab_size, const std::string& where) {
+  for (int64_t i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= vocab_size)
+      throw_range_error(where + "position " + std::to_string(i) + ": token id " + std::to_string(ids[i]) +
+                        " is out of range (vocab_size " + std::to_string(vocab_size) + ")");
+}
+
 }  // namespace gpt2::model

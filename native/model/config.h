@@ -68,6 +68,10 @@ GPT2Config config_with_overrides(const GPT2Config& base, const JsonValue& overri
 // throws a format error prefixed with `source`. Useful for configs built in code.
 void validate_config(const GPT2Config& config, const std::string& source);
 
+// Throws RangeError (ERR_GPT2_OUT_OF_RANGE) at the first of ids[0, n) outside
+// [0, vocab_size): "<where>position i: token id x is out of range (vocab_size V)".
+void check_token_ids(const int32_t* ids, int64_t n, int64_t vocab_size, const std::string& where);
+
 // Total number of parameters of the model the config describes (wte + wpe + blocks + ln_f,
 // plus lm_head when untied). Overflow-safe for validated configs.
 int64_t parameter_count(const GPT2Config& config);

@@ -310,10 +310,7 @@ std::vector<SequenceOutput> GPT2Model::forward(std::span<const SequenceInput> in
   for (int32_t s = 0; s < n_seqs; s++) {
     const SequenceInput& in = inputs[s];
     if (in.n <= 0) throw_range_error("sequence " + std::to_string(s) + " is empty (at least one token id is needed)");
-    for (int32_t i = 0; i < in.n; i++)
-      if (in.ids[i] < 0 || in.ids[i] >= V)
-        throw_range_error("sequence " + std::to_string(s) + ", position " + std::to_string(i) + ": token id " +
-                          std::to_string(in.ids[i]) + " is out of range (vocab_size " + std::to_string(V) + ")");
+    check_token_ids(in.ids, in.n, V, "sequence " + std::to_string(s) + ", ");
     if (in.hidden.layer < -1 || in.hidden.layer > config_.n_layer)
       throw_range_error("sequence " + std::to_string(s) + ": hidden-state layer " + std::to_string(in.hidden.layer) +
                         " is out of range (0 ... " + std::to_string(config_.n_layer) + ")");
